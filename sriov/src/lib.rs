@@ -1,0 +1,23 @@
+//! The SR-IOV node model shared by the vfnet device plugin and CNI plugin.
+//!
+//! - [`sysfs`]: discovery of physical functions (PFs) and virtual functions (VFs) from sysfs,
+//!   with an injectable root so tests run against fixture trees ([`fixture`], feature `fixture`).
+//! - [`netlink`]: every kernel network change (VF settings through the PF, link moves, renames,
+//!   addresses, routes) through `rtnetlink`, behind the [`netlink::LinkOps`] trait.
+//! - [`netns`]: network namespaces, entered only on dedicated threads.
+//! - [`pci`], [`mac`], [`range`]: validated newtypes for PCI addresses, MAC addresses and VF
+//!   index ranges.
+
+pub mod mac;
+pub mod netlink;
+pub mod netns;
+pub mod pci;
+pub mod range;
+pub mod sysfs;
+
+#[cfg(any(test, feature = "fixture"))]
+pub mod fixture;
+
+pub use mac::MacAddr;
+pub use pci::PciAddress;
+pub use range::VfRange;

@@ -1,0 +1,59 @@
+//! vfnet's automation, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
+//!
+//! Plain Rust rather than shell scripts so the whole test flow — host checks, then the
+//! emulated-igb VM — is one typed program that fails loudly. Arguments are parsed by hand to keep
+//! the crate's dependencies to anyhow and serde_json.
+// Printing progress and results is this program's whole job.
+#![allow(clippy::print_stdout)]
+
+mod cargo;
+mod cmd;
+mod demo;
+mod setup;
+mod test;
+mod vm;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  vm-setup             install what the emulated-igb VM needs (idempotent; Debian bookworm, root)
+  test [--vm-only|--host-only]
+                       the whole suite: vm-setup, fmt, clippy, host tests, then the VM tests
+  demo                 boot the VM and show the node model vfnet discovers
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match dispatch(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<()> {
+    let Some((command, rest)) = args.split_first() else {
+        print!("{USAGE}");
+        bail!("no command given");
+    };
+    match command.as_str() {
+        "vm-setup" => setup::cli(rest),
+        "test" => test::cli(rest),
+        "demo" => demo::cli(rest),
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            print!("{USAGE}");
+            bail!("unknown command `{other}`")
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! `cargo xtask test`: the project's single test command. In order, failing fast: vm-setup, fmt,
+//! clippy, the host tests (unit tests and the privileged veth tests; we run as root), then the
+//! end-to-end tests inside one emulated-igb VM.
+//!
+//! The VM tests are the `#[ignore = "needs the emulated igb VM"]` tests of the `vfnet-e2e`
+//! package: a plain `cargo test` skips them on the host, and the VM runs exactly those
+//! (`--ignored`).
+
+use std::{process::Command, time::Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    cargo::{self, Executable, cargo, cargo_locked},
+    cmd::{run, shell_quote, stdout_of},
+    setup::{self, VmTools},
+    vm::{Step, StepResult, Vm},
+};
+
+const E2E_PACKAGE: &str = "vfnet-e2e";
+/// libtest arguments for the VM: only the ignored (VM) tests, one at a time because they share
+/// one NIC, and with their output shown even when they pass, for the `vfnet-vm:` lines.
+const VM_TEST_ARGS: &str = "--ignored --test-threads=1 --show-output";
+/// Lines of a failing step's log shown in the report.
+const TAIL_LINES: usize = 40;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    All,
+    HostOnly,
+    VmOnly,
+}
+
+/// `cargo xtask test [--vm-only | --host-only]`.
+pub(crate) fn cli(args: &[String]) -> Result<()> {
+    let mut scope = Scope::All;
+    for arg in args {
+        let wanted = match arg.as_str() {
+            "--vm-only" => Scope::VmOnly,
+            "--host-only" => Scope::HostOnly,
+            other => bail!("unknown option `{other}` (test takes --vm-only or --host-only)"),
+        };
+        if scope != Scope::All && scope != wanted {
+            bail!("--vm-only and --host-only exclude each other");
+        }
+        scope = wanted;
+    }
+    let mut phases = Phases::default();
+    let result = run_phases(scope, &mut phases);
+    phases.summary(result.is_ok());
+    result
+}
+
+fn run_phases(scope: Scope, phases: &mut Phases) -> Result<()> {
+    // Every scope needs it: the host tests use the reference CNI plugins too. A second run costs
+    // a fraction of a second.
+    let tools = phases.run("vm-setup", setup::ensure)?;
+    if scope != Scope::VmOnly {
+        phases.run("fmt", || run(cargo("fmt").args(["--all", "--", "--check"])))?;
+        phases.run("clippy", || {
+            run(cargo_locked("clippy").args(["--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]))
+        })?;
+        phases.run("host tests", || run(cargo_locked("test").args(["--workspace", "--all-features"])))?;
+    }
+    if scope != Scope::HostOnly {
+        let steps = phases.run("build VM tests", build_vm_tests)?;
+        phases.run("VM tests", || run_vm_tests(&tools, &steps))?;
+    }
+    Ok(())
+}
+
+/// A VM test executable and how many VM tests the host saw in it.
+#[derive(Debug)]
+struct VmTestStep {
+    step: Step,
+    target: String,
+    listed: usize,
+}
+
+/// Builds the e2e package's test executables and keeps those that have VM tests (asked on the
+/// host with `--list --ignored`, which is instant): the library's unit tests, for one, usually
+/// have none, and running them would only report "0 tests".
+fn build_vm_tests() -> Result<Vec<VmTestStep>> {
+    let executables: Vec<Executable> = cargo::build(cargo_locked("test").args(["-p", E2E_PACKAGE, "--no-run"]))?
+        .into_iter()
+        .filter(|exe| exe.test && exe.package == E2E_PACKAGE)
+        .collect();
+    let mut steps = Vec::new();
+    for exe in executables {
+        let listed = count_ignored(&exe)?;
+        if listed == 0 {
+            println!("    {}: no VM tests", exe.target);
+            continue;
+        }
+        let name = exe.path.file_name().context("test executable without a file name")?.to_string_lossy().into_owned();
+        let command = format!(
+            "cd {} && exec {} {VM_TEST_ARGS}",
+            shell_quote(&exe.package_dir.to_string_lossy()),
+            shell_quote(&exe.path.to_string_lossy())
+        );
+        println!("    {}: {listed} VM test(s)", exe.target);
+        let narration = format!("VM tests of {}", exe.target);
+        steps.push(VmTestStep { step: Step { name, command, narration }, target: exe.target, listed });
+    }
+    if steps.is_empty() {
+        bail!("{E2E_PACKAGE} has no VM tests (no #[ignore] test in any of its test executables)");
+    }
+    Ok(steps)
+}
+
+/// How many ignored tests `exe` has, from libtest's terse listing (`name: test` lines).
+fn count_ignored(exe: &Executable) -> Result<usize> {
+    let listing = stdout_of(
+        Command::new(&exe.path).args(["--list", "--ignored", "--format", "terse"]).current_dir(&exe.package_dir),
+    )?;
+    Ok(listing.lines().filter(|line| line.ends_with(": test")).count())
+}
+
+fn run_vm_tests(tools: &VmTools, steps: &[VmTestStep]) -> Result<()> {
+    let vm_steps: Vec<Step> = steps.iter().map(|s| s.step.clone()).collect();
+    let results = Vm::new(tools, "test").run(&vm_steps)?;
+    let mut failures = Vec::new();
+    println!("==> VM test results");
+    for (step, result) in steps.iter().zip(&results) {
+        if let Some(problem) = report_step(step, result) {
+            println!(
+                "    --- {} ({}), last lines of its log:\n{}\n    ---",
+                step.target,
+                result.status(),
+                result.log_tail(TAIL_LINES)
+            );
+            failures.push(format!("{}: {problem}", step.target));
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{}", failures.join("; "));
+    }
+    Ok(())
+}
+
+/// Prints one PASS/FAIL line per test of `step`; returns what went wrong, if anything.
+fn report_step(step: &VmTestStep, result: &StepResult) -> Option<String> {
+    let run = parse_libtest(&result.log);
+    for (test, outcome) in &run.tests {
+        let label = match outcome {
+            Outcome::Pass => "PASS",
+            Outcome::Fail => "FAIL",
+            Outcome::Ignored => "IGNORED",
+        };
+        println!("    {label:<7} {}::{test}", step.target);
+    }
+    let failed = run.tests.iter().filter(|(_, o)| *o == Outcome::Fail).count();
+    if result.rc.is_none() {
+        Some("did not finish (no exit code)".to_owned())
+    } else if run.tests.is_empty() || run.running == Some(0) {
+        Some(format!("ran 0 tests ({})", result.status()))
+    } else if failed > 0 {
+        Some(format!("{failed} test(s) failed"))
+    } else if !result.passed() {
+        Some(format!("the test executable failed ({})", result.status()))
+    } else if run.tests.len() != step.listed {
+        Some(format!("{} test(s) listed on the host but {} reported in the VM", step.listed, run.tests.len()))
+    } else {
+        None
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Pass,
+    Fail,
+    Ignored,
+}
+
+/// What a libtest log says: the `running N tests` count and each `test <name> ... <outcome>`.
+#[derive(Debug, Default)]
+struct LibtestRun {
+    running: Option<usize>,
+    tests: Vec<(String, Outcome)>,
+}
+
+fn parse_libtest(log: &str) -> LibtestRun {
+    let mut run = LibtestRun::default();
+    for line in log.lines() {
+        if let Some(count) = line
+            .strip_prefix("running ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            *run.running.get_or_insert(0) += count;
+        } else if let Some((name, outcome)) = line.strip_prefix("test ").and_then(|rest| rest.split_once(" ... ")) {
+            let outcome = match outcome.trim() {
+                "ok" => Outcome::Pass,
+                "FAILED" => Outcome::Fail,
+                o if o.starts_with("ignored") => Outcome::Ignored,
+                _ => continue,
+            };
+            run.tests.push((name.to_owned(), outcome));
+        }
+    }
+    run
+}
+
+/// The phases of one `cargo xtask test` run, for the final summary.
+#[derive(Debug, Default)]
+struct Phases {
+    done: Vec<(&'static str, f64, bool)>,
+}
+
+impl Phases {
+    fn run<T>(&mut self, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        println!("==> {name}");
+        let start = Instant::now();
+        let result = f();
+        self.done.push((name, start.elapsed().as_secs_f64(), result.is_ok()));
+        result.with_context(|| format!("{name} failed"))
+    }
+
+    fn summary(&self, ok: bool) {
+        println!("==> summary");
+        for (name, seconds, passed) in &self.done {
+            let status = if *passed { "ok" } else { "FAILED" };
+            println!("    {status:<7} {name:<15} {seconds:>7.1} s");
+        }
+        let total: f64 = self.done.iter().map(|(_, seconds, _)| seconds).sum();
+        let verdict = if ok { "all passed" } else { "FAILED" };
+        println!("    {verdict} in {total:.1} s");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "\
+running 3 tests
+test pf_has_vfs ... ok
+test vlan_roundtrip ... FAILED
+test slow_one ... ignored, needs the emulated igb VM
+
+successes:
+
+---- pf_has_vfs stdout ----
+vfnet-vm: PF 0000:00:0a.0 totalvfs 7
+test result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out
+";
+
+    #[test]
+    fn parses_libtest_outcomes() {
+        let run = parse_libtest(LOG);
+        assert_eq!(run.running, Some(3));
+        assert_eq!(
+            run.tests,
+            vec![
+                ("pf_has_vfs".to_owned(), Outcome::Pass),
+                ("vlan_roundtrip".to_owned(), Outcome::Fail),
+                ("slow_one".to_owned(), Outcome::Ignored),
+            ]
+        );
+        assert_eq!(parse_libtest("running 0 tests\n").running, Some(0));
+    }
+
+    fn step(listed: usize) -> VmTestStep {
+        VmTestStep {
+            step: Step { name: "t-1".into(), command: String::new(), narration: String::new() },
+            target: "t".into(),
+            listed,
+        }
+    }
+
+    fn result(rc: Option<i32>, log: &str) -> StepResult {
+        StepResult { name: "t-1".into(), rc, log: log.into() }
+    }
+
+    #[test]
+    fn judges_steps() {
+        let ok = "running 1 test\ntest a ... ok\n";
+        assert_eq!(report_step(&step(1), &result(Some(0), ok)), None);
+        assert!(report_step(&step(1), &result(None, ok)).is_some());
+        assert!(report_step(&step(1), &result(Some(101), ok)).is_some());
+        assert!(report_step(&step(2), &result(Some(0), ok)).is_some());
+        assert!(report_step(&step(1), &result(Some(0), "running 0 tests\n")).is_some());
+        assert!(report_step(&step(1), &result(Some(0), "")).is_some());
+        let failed = "running 1 test\ntest a ... FAILED\n";
+        assert!(report_step(&step(1), &result(Some(0), failed)).is_some());
+    }
+}
