@@ -1,1 +1,55 @@
-//! VM end-to-end helpers.
+//! Helpers for vfnet's end-to-end tests. The tests themselves are `#[ignore]`d libtest tests
+//! that `cargo xtask test` runs inside the emulated-igb VM (`--ignored --test-threads=1`): they
+//! need a real SR-IOV PF and root. They print `vfnet-vm: ...` lines naming the PF and VFs they
+//! used; the harness echoes those lines to the host.
+#![allow(clippy::print_stdout)]
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sriov::netlink::{LinkOps, Netlink};
+use sriov::sysfs::{Pf, Sysfs};
+
+/// How long VF creation may take under TCG emulation (seen: a few seconds).
+pub const VF_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Says something the harness shows on the host.
+pub fn say(msg: impl std::fmt::Display) {
+    println!("vfnet-vm: {msg}");
+}
+
+/// The node's sysfs.
+pub fn sysfs() -> Sysfs {
+    Sysfs::default()
+}
+
+/// The emulated 82576 PF (driver igb). Fails if there is none: outside the VM, or igb missing.
+pub fn igb_pf() -> Result<Pf> {
+    let node = sysfs().discover().context("SR-IOV discovery")?;
+    let mut igb = node.pfs.into_iter().filter(|pf| pf.driver.as_deref() == Some("igb"));
+    match (igb.next(), igb.next()) {
+        (Some(pf), None) => Ok(pf),
+        (None, _) => bail!("no igb PF found: these tests run inside the emulated-igb VM (cargo xtask test)"),
+        (Some(a), Some(b)) => bail!("expected one igb PF, found {} and {}", a.pci, b.pci),
+    }
+}
+
+/// Makes the igb PF have exactly `n` VFs, bound to igbvf with their netdevs, and returns it.
+pub fn igb_pf_with_vfs(n: u32) -> Result<Pf> {
+    let pf = igb_pf()?;
+    if pf.num_vfs == n && pf.vfs.iter().all(|v| v.driver.as_deref() == Some("igbvf") && v.netdev.is_some()) {
+        return Ok(pf);
+    }
+    let sysfs = sysfs();
+    sysfs.set_num_vfs(&pf.pci, n)?;
+    let pf = sysfs.wait_for_vfs(&pf.pci, n, true, VF_TIMEOUT)?;
+    let vfs: Vec<String> = pf.vfs.iter().map(|v| format!("{}={}", v.pci, v.netdev.as_deref().unwrap_or("-"))).collect();
+    say(format_args!("PF {} ({}) has {n} VFs: {}", pf.pci, pf.netdev.as_deref().unwrap_or("-"), vfs.join(" ")));
+    Ok(pf)
+}
+
+/// The PF's netlink index, through a host-namespace socket.
+pub fn pf_index(nl: &Netlink, pf: &Pf) -> Result<u32> {
+    let name = pf.netdev.as_deref().context("the igb PF has no netdev")?;
+    Ok(nl.link_by_name(name)?.index)
+}
