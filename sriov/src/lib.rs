@@ -5,6 +5,8 @@
 //! - [`netlink`]: every kernel network change (VF settings through the PF, link moves, renames,
 //!   addresses, routes) through `rtnetlink`, behind the [`netlink::LinkOps`] trait.
 //! - [`netns`]: network namespaces, entered only on dedicated threads.
+//! - [`persist`], [`record`]: crash-safe node-local state files, and the device records the
+//!   device plugin writes for the CNI plugin.
 //! - [`pci`], [`mac`], [`range`]: validated newtypes for PCI addresses, MAC addresses and VF
 //!   index ranges.
 
@@ -12,7 +14,9 @@ pub mod mac;
 pub mod netlink;
 pub mod netns;
 pub mod pci;
+pub mod persist;
 pub mod range;
+pub mod record;
 pub mod sysfs;
 
 #[cfg(any(test, feature = "fixture"))]

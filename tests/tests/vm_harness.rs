@@ -26,7 +26,6 @@ fn igb_pfs() -> io::Result<Vec<PathBuf>> {
 #[test]
 #[ignore = "needs the emulated igb VM"]
 fn igb_pf_offers_sriov() -> io::Result<()> {
-    std::thread::sleep(std::time::Duration::from_secs(600));
     let pfs = igb_pfs()?;
     assert!(!pfs.is_empty(), "no PCI function bound to {IGB_DRIVER}");
     for pf in pfs {

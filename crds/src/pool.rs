@@ -1,0 +1,1 @@
+//! `VfPool`: filled in by the device plugin work.

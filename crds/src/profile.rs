@@ -1,0 +1,1 @@
+//! `VfProfile`: filled in by the CNI plugin work.
