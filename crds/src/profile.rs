@@ -1,1 +1,345 @@
-//! `VfProfile`: filled in by the CNI plugin work.
+//! `VfProfile`: the VLAN and VF settings a network gets, and who may use it.
+//!
+//! A profile is the cluster admin's policy; network definitions that name it cannot override
+//! it. The CNI plugin reads `<profileDir>/<name>.json`, which holds the object as the API serves
+//! it (`kubectl get vfprofile NAME -o json`).
+
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// VLAN tag protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum VlanProto {
+    /// IEEE 802.1Q.
+    #[default]
+    #[serde(rename = "802.1Q")]
+    Dot1Q,
+    /// IEEE 802.1ad (QinQ).
+    #[serde(rename = "802.1ad")]
+    Dot1Ad,
+}
+
+impl fmt::Display for VlanProto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Dot1Q => "802.1Q",
+            Self::Dot1Ad => "802.1ad",
+        })
+    }
+}
+
+/// Administrative link state of a VF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkState {
+    /// Follows the PF.
+    Auto,
+    /// Forced up.
+    Enable,
+    /// Forced down.
+    Disable,
+}
+
+impl fmt::Display for LinkState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Enable => "enable",
+            Self::Disable => "disable",
+        })
+    }
+}
+
+/// VLANs a pod may pick for itself (inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VlanRange {
+    /// Lowest VLAN, 1-4094.
+    pub min: u16,
+    /// Highest VLAN, 1-4094, at least `min`.
+    pub max: u16,
+}
+
+impl VlanRange {
+    /// True if `vlan` is inside.
+    pub fn contains(&self, vlan: u16) -> bool {
+        (self.min..=self.max).contains(&vlan)
+    }
+}
+
+/// The spec of a `VfProfile`. Every field is optional: an absent field leaves that VF setting
+/// as the network definition (or the VF) has it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VfProfileSpec {
+    /// VLAN ID, 0-4094 (0 = untagged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// 802.1p priority, 0-7; needs a non-zero `vlan`.
+    #[serde(default, rename = "vlanQoS", skip_serializing_if = "Option::is_none")]
+    pub vlan_qos: Option<u8>,
+    /// Tag protocol; 802.1ad needs a non-zero `vlan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan_proto: Option<VlanProto>,
+    /// MAC spoof checking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spoof_chk: Option<bool>,
+    /// Trusted VF mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<bool>,
+    /// Administrative link state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_state: Option<LinkState>,
+    /// Guaranteed TX rate, Mbps (0 = none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tx_rate_mbps: Option<u32>,
+    /// TX rate limit, Mbps (0 = none); at least `minTxRateMbps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tx_rate_mbps: Option<u32>,
+    /// MTU of the pod interface, 68-65535.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// The physical network the VF's pool must be cabled to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical_network: Option<String>,
+    /// Namespaces whose pods may use the profile; absent = every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_namespaces: Option<Vec<String>>,
+    /// VLANs a pod may choose through `args.cni.vlan`; absent = the pod may not choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_vlan_range: Option<VlanRange>,
+}
+
+/// A rule of the spec that a profile breaks, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct SpecError {
+    /// The offending key (`vlanQoS`, `podVlanRange.max`, ...).
+    pub key: &'static str,
+    /// What is wrong.
+    pub problem: String,
+}
+
+fn bad(key: &'static str, problem: impl Into<String>) -> SpecError {
+    SpecError { key, problem: problem.into() }
+}
+
+impl VfProfileSpec {
+    /// Checks ranges and cross-field rules (the same rules the CRD schema enforces in the
+    /// cluster, so a hand-written profile file gets them too).
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if let Some(vlan) = self.vlan
+            && vlan > 4094
+        {
+            return Err(bad("vlan", format!("{vlan} is outside 0-4094")));
+        }
+        if let Some(qos) = self.vlan_qos
+            && qos > 7
+        {
+            return Err(bad("vlanQoS", format!("{qos} is outside 0-7")));
+        }
+        let vlan = self.vlan.unwrap_or(0);
+        if self.vlan_qos.unwrap_or(0) != 0 && vlan == 0 {
+            return Err(bad("vlanQoS", "a non-zero QoS needs a non-zero vlan"));
+        }
+        if self.vlan_proto == Some(VlanProto::Dot1Ad) && vlan == 0 {
+            return Err(bad("vlanProto", "802.1ad needs a non-zero vlan"));
+        }
+        if let (Some(min), Some(max)) = (self.min_tx_rate_mbps, self.max_tx_rate_mbps)
+            && max != 0
+            && min > max
+        {
+            return Err(bad("minTxRateMbps", format!("{min} is above maxTxRateMbps {max}")));
+        }
+        if let Some(mtu) = self.mtu
+            && !(68..=65535).contains(&mtu)
+        {
+            return Err(bad("mtu", format!("{mtu} is outside 68-65535")));
+        }
+        if let Some(r) = self.pod_vlan_range {
+            if r.min == 0 || r.min > 4094 {
+                return Err(bad("podVlanRange.min", format!("{} is outside 1-4094", r.min)));
+            }
+            if r.max == 0 || r.max > 4094 {
+                return Err(bad("podVlanRange.max", format!("{} is outside 1-4094", r.max)));
+            }
+            if r.min > r.max {
+                return Err(bad("podVlanRange", format!("min {} is above max {}", r.min, r.max)));
+            }
+        }
+        if let Some(ns) = &self.allowed_namespaces
+            && let Some(empty) = ns.iter().find(|n| n.is_empty())
+        {
+            return Err(bad("allowedNamespaces", format!("{empty:?} is not a namespace name")));
+        }
+        Ok(())
+    }
+
+    /// True if pods in `namespace` may use the profile.
+    pub fn allows_namespace(&self, namespace: &str) -> bool {
+        self.allowed_namespaces.as_ref().is_none_or(|list| list.iter().any(|n| n == namespace))
+    }
+}
+
+/// The object metadata a profile file needs (the API serves much more; it is ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ProfileMeta {
+    /// The profile's name.
+    pub name: String,
+}
+
+/// A `VfProfile` object as the API serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VfProfile {
+    /// `vfnet.dev/v1alpha1`.
+    pub api_version: String,
+    /// `VfProfile`.
+    pub kind: String,
+    /// Metadata.
+    pub metadata: ProfileMeta,
+    /// The spec.
+    pub spec: VfProfileSpec,
+}
+
+/// Why a profile file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileFileError {
+    /// The file is absent.
+    #[error("profile {name} not found: {path} does not exist")]
+    NotFound {
+        /// The profile name.
+        name: String,
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// It could not be read.
+    #[error("cannot read profile file {path}: {source}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// It is not a VfProfile object.
+    #[error("profile file {path} is not a valid VfProfile: {message}")]
+    Invalid {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+}
+
+impl VfProfile {
+    /// The expected `apiVersion`.
+    pub const API_VERSION: &'static str = "vfnet.dev/v1alpha1";
+    /// The kind.
+    pub const KIND: &'static str = "VfProfile";
+
+    /// Reads `<dir>/<name>.json` and checks it is the named, valid `VfProfile`.
+    pub fn load(dir: &Path, name: &str) -> Result<Self, ProfileFileError> {
+        let path = dir.join(format!("{name}.json"));
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ProfileFileError::NotFound { name: name.to_owned(), path });
+            }
+            Err(source) => return Err(ProfileFileError::Read { path, source }),
+        };
+        let invalid = |message: String| ProfileFileError::Invalid { path: path.clone(), message };
+        let profile: VfProfile = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        if profile.api_version != Self::API_VERSION || profile.kind != Self::KIND {
+            return Err(invalid(format!(
+                "apiVersion/kind is {}/{}, expected {}/{}",
+                profile.api_version,
+                profile.kind,
+                Self::API_VERSION,
+                Self::KIND
+            )));
+        }
+        if profile.metadata.name != name {
+            return Err(invalid(format!("metadata.name is {:?}, expected {name:?}", profile.metadata.name)));
+        }
+        profile.spec.validate().map_err(|e| invalid(format!("spec.{e}")))?;
+        Ok(profile)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> Result<VfProfileSpec, String> {
+        let s: VfProfileSpec = serde_json::from_value(json).map_err(|e| e.to_string())?;
+        s.validate().map_err(|e| e.to_string())?;
+        Ok(s)
+    }
+
+    #[test]
+    fn parses_every_key() {
+        let s = spec(serde_json::json!({
+            "vlan": 100, "vlanQoS": 3, "vlanProto": "802.1ad", "spoofChk": true, "trust": false,
+            "linkState": "enable", "minTxRateMbps": 10, "maxTxRateMbps": 100, "mtu": 9000,
+            "physicalNetwork": "physnet1", "allowedNamespaces": ["tenant-a"],
+            "podVlanRange": {"min": 200, "max": 299}
+        }))
+        .unwrap();
+        assert_eq!(s.vlan_proto, Some(VlanProto::Dot1Ad));
+        assert_eq!(s.link_state, Some(LinkState::Enable));
+        assert!(s.allows_namespace("tenant-a") && !s.allows_namespace("tenant-b"));
+        assert!(s.pod_vlan_range.unwrap().contains(250));
+        assert!(VfProfileSpec::default().allows_namespace("anything"));
+    }
+
+    #[test]
+    fn rejects_rule_breaks_naming_the_key() {
+        for (json, want) in [
+            (serde_json::json!({"vlan": 4095}), "vlan: 4095 is outside 0-4094"),
+            (serde_json::json!({"vlanQoS": 8, "vlan": 1}), "vlanQoS: 8 is outside 0-7"),
+            (serde_json::json!({"vlanQoS": 2}), "vlanQoS: a non-zero QoS needs a non-zero vlan"),
+            (serde_json::json!({"vlanProto": "802.1ad", "vlan": 0}), "vlanProto: 802.1ad needs a non-zero vlan"),
+            (
+                serde_json::json!({"minTxRateMbps": 50, "maxTxRateMbps": 10}),
+                "minTxRateMbps: 50 is above maxTxRateMbps 10",
+            ),
+            (serde_json::json!({"podVlanRange": {"min": 300, "max": 200}}), "podVlanRange: min 300 is above max 200"),
+            (serde_json::json!({"mtu": 10}), "mtu: 10 is outside 68-65535"),
+        ] {
+            assert_eq!(spec(json).unwrap_err(), want);
+        }
+        let e = spec(serde_json::json!({"vlans": 1})).unwrap_err();
+        assert!(e.contains("unknown field `vlans`"), "{e}");
+        let e = spec(serde_json::json!({"linkState": "up"})).unwrap_err();
+        assert!(e.contains("unknown variant `up`"), "{e}");
+        let e = spec(serde_json::json!({"vlan": -1})).unwrap_err();
+        assert!(e.contains("-1"), "{e}");
+    }
+
+    #[test]
+    fn loads_the_object_as_the_api_serves_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let obj = serde_json::json!({
+            "apiVersion": "vfnet.dev/v1alpha1", "kind": "VfProfile",
+            "metadata": {"name": "tenant-a", "uid": "1234", "resourceVersion": "7", "managedFields": []},
+            "spec": {"vlan": 100}
+        });
+        std::fs::write(dir.path().join("tenant-a.json"), obj.to_string()).unwrap();
+        assert_eq!(VfProfile::load(dir.path(), "tenant-a").unwrap().spec.vlan, Some(100));
+        let e = VfProfile::load(dir.path(), "tenant-b").unwrap_err();
+        assert!(matches!(e, ProfileFileError::NotFound { .. }));
+        assert!(e.to_string().starts_with("profile tenant-b not found: "), "{e}");
+        std::fs::write(dir.path().join("bad.json"), obj.to_string()).unwrap();
+        let e = VfProfile::load(dir.path(), "bad").unwrap_err().to_string();
+        assert!(e.contains("metadata.name is \"tenant-a\", expected \"bad\""), "{e}");
+        std::fs::write(
+            dir.path().join("q.json"),
+            obj.to_string().replace("\"vlan\":100", "\"vlan\":5000").replace("tenant-a", "q"),
+        )
+        .unwrap();
+        let e = VfProfile::load(dir.path(), "q").unwrap_err().to_string();
+        assert!(e.ends_with("spec.vlan: 5000 is outside 0-4094"), "{e}");
+    }
+}

@@ -422,6 +422,8 @@ pub struct Route {
 /// The kernel network operations vfnet makes. [`Netlink`] is the real one; tests substitute a
 /// recording fake.
 pub trait LinkOps {
+    /// The namespace handle links move into ([`Netns`] for the real kernel).
+    type Ns;
     /// Looks a link up by name.
     fn link_by_name(&self, name: &str) -> Result<Link>;
     /// Looks a link up by index.
@@ -435,7 +437,7 @@ pub trait LinkOps {
     /// Applies one VF setting through the PF.
     fn set_vf(&self, pf_index: u32, vf: u32, setting: &VfSetting) -> Result<()>;
     /// Moves a link into the namespace `ns`.
-    fn set_netns(&self, index: u32, ns: &Netns) -> Result<()>;
+    fn set_netns(&self, index: u32, ns: &Self::Ns) -> Result<()>;
     /// Renames a link (it must be down for most drivers).
     fn rename(&self, index: u32, name: &str) -> Result<()>;
     /// Sets the hardware address.
@@ -533,6 +535,8 @@ fn kernel(op: &'static str, target: &str, e: rtnetlink::Error) -> NetlinkError {
 }
 
 impl LinkOps for Netlink {
+    type Ns = Netns;
+
     fn link_by_name(&self, name: &str) -> Result<Link> {
         self.get_link("get link", name.to_owned(), self.handle.link().get().match_name(name.to_owned()))
     }

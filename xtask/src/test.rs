@@ -52,8 +52,8 @@ pub(crate) fn cli(args: &[String]) -> Result<()> {
 }
 
 fn run_phases(scope: Scope, phases: &mut Phases) -> Result<()> {
-    // Every scope needs it: the host tests use the reference CNI plugins too. A second run costs
-    // a fraction of a second.
+    // Every scope runs it first: once everything is in place it costs under a second, and it keeps
+    // even `--host-only` from depending on packages someone installed by hand.
     let tools = phases.run("vm-setup", setup::ensure)?;
     if scope != Scope::VmOnly {
         phases.run("fmt", || run(cargo("fmt").args(["--all", "--", "--check"])))?;

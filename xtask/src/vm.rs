@@ -35,6 +35,9 @@ const MODULES: &[&str] = &["igb", "igbvf", "vfio-pci", "8021q", "macvlan", "macv
 const GUEST_PREFIX: &str = "vfnet-guest:";
 /// Prefix tests print to say which PF and VFs they used; echoed from the step logs.
 const VM_PREFIX: &str = "vfnet-vm:";
+/// File names the harness itself uses in the results directory (`done`, `console.log`,
+/// `guest.sh`): no step may be named so.
+const RESERVED_NAMES: &[&str] = &["done", "console", "guest"];
 
 /// One command line the guest runs, as root, with `VFNET_VM=1`.
 #[derive(Debug, Clone)]
@@ -93,11 +96,27 @@ impl<'a> Vm<'a> {
     /// Boots the VM, runs `steps` in order (all of them, whatever each returns) and collects
     /// their results. Fails only when the run itself failed: no boot, no `done`, a timeout.
     pub(crate) fn run(&self, steps: &[Step]) -> Result<Vec<StepResult>> {
+        let script = self.prepare(steps)?;
+        let finished = self.boot(&script, steps.len())?;
+        if !self.results.join("done").exists() {
+            return Err(self.incomplete(finished));
+        }
+        let results: Vec<StepResult> = steps.iter().map(|step| self.result(step)).collect();
+        for result in &results {
+            for line in result.log.lines().map(str::trim_start).filter(|line| line.starts_with(VM_PREFIX)) {
+                println!("    [{}] {line}", result.name);
+            }
+        }
+        Ok(results)
+    }
+
+    /// Empties the results directory and writes the guest script into it.
+    fn prepare(&self, steps: &[Step]) -> Result<PathBuf> {
         for step in steps {
             let plain =
                 !step.name.is_empty() && step.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-            if !plain || step.name == "done" {
-                bail!("step name `{}` cannot name a result file", step.name);
+            if !plain || RESERVED_NAMES.contains(&step.name.as_str()) {
+                bail!("step name `{}` cannot name its result files", step.name);
             }
         }
         if self.results.exists() {
@@ -107,16 +126,19 @@ impl<'a> Vm<'a> {
         let script = self.results.join("guest.sh");
         fs::write(&script, guest_script(&self.results, steps))
             .with_context(|| format!("cannot write {}", script.display()))?;
+        Ok(script)
+    }
 
-        let mut vng = self.command(&script);
+    /// Runs the VM to its end or its timeout, copying its console to `console.log`. Returns
+    /// whether it ended by itself.
+    fn boot(&self, script: &Path, steps: usize) -> Result<bool> {
+        let mut vng = self.command(script);
         println!(
-            "==> booting the VM (kernel {}, {} step(s), results in {})",
+            "==> booting the VM (kernel {}, {steps} step(s), results in {})",
             self.tools.kernel_version,
-            steps.len(),
             self.results.display()
         );
         println!("    $ {}", display(&vng));
-        let console_path = self.results.join("console.log");
         let started = Instant::now();
         let mut child = vng
             .stdin(Stdio::null())
@@ -124,41 +146,34 @@ impl<'a> Vm<'a> {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {}", self.tools.vng.display()))?;
-        let first_guest_line = follow_console(&mut child, &console_path)?;
+        let first_guest_line = follow_console(&mut child, &self.results.join("console.log"))?;
         let finished = wait_or_kill(&mut child, started + timeout()?)?;
-        let first_guest_line = first_guest_line.join().unwrap_or(None);
         let wall = started.elapsed().as_secs_f64();
-        match first_guest_line {
+        match first_guest_line.join().unwrap_or(None) {
             Some(at) => println!(
                 "    VM ran {wall:.1} s; the guest script started {:.1} s after launch",
                 (at - started).as_secs_f64()
             ),
             None => println!("    VM ran {wall:.1} s; the guest script never started"),
         }
+        Ok(finished)
+    }
 
-        if !self.results.join("done").exists() {
-            let console = fs::read_to_string(&console_path).unwrap_or_default();
-            let why = if finished {
-                "the VM stopped before the guest script finished"
-            } else {
-                "the VM timed out and was killed"
-            };
-            bail!(
-                "{why} (no {}/done). Last console lines (all in {}):\n{}",
-                self.results.display(),
-                console_path.display(),
-                tail(&console, 40)
-            );
-        }
-        let results: Vec<StepResult> = steps.iter().map(|step| self.result(step)).collect();
-        for result in &results {
-            for line in result.log.lines().map(str::trim_start) {
-                if line.starts_with(VM_PREFIX) {
-                    println!("    [{}] {line}", result.name);
-                }
-            }
-        }
-        Ok(results)
+    /// The error for a run whose script did not reach its end, with the console's last lines.
+    fn incomplete(&self, finished: bool) -> anyhow::Error {
+        let console_path = self.results.join("console.log");
+        let console = fs::read_to_string(&console_path).unwrap_or_default();
+        let why = if finished {
+            "the VM stopped before the guest script finished"
+        } else {
+            "the VM timed out and was killed"
+        };
+        anyhow::anyhow!(
+            "{why} (no {}/done). Last console lines (all in {}):\n{}",
+            self.results.display(),
+            console_path.display(),
+            tail(&console, 40)
+        )
     }
 
     /// The vng command line. q35 with an emulated Intel IOMMU, because vfio-pci needs an IOMMU
