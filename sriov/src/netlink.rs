@@ -391,8 +391,8 @@ fn operstate_name(s: State) -> &'static str {
     }
 }
 
-/// An IP address with its prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// An IP address with its prefix length, written `10.1.2.3/24` (as CNI results do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IpPrefix {
     /// Address.
     pub addr: IpAddr,
@@ -404,6 +404,46 @@ impl fmt::Display for IpPrefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix)
     }
+}
+
+impl std::str::FromStr for IpPrefix {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = s.split_once('/').ok_or_else(|| format!("{s:?} is not an address/prefix"))?;
+        let addr: IpAddr = addr.parse().map_err(|_| format!("{s:?}: {addr:?} is not an IP address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        match prefix.parse::<u8>() {
+            Ok(p) if p <= max => Ok(Self { addr, prefix: p }),
+            _ => Err(format!("{s:?}: prefix {prefix:?} is not 0-{max}")),
+        }
+    }
+}
+
+impl Serialize for IpPrefix {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpPrefix {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// macvtap modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MacvtapMode {
+    /// One macvtap owns the lower device.
+    Passthru,
+    /// Hairpin through the adjacent switch.
+    Vepa,
+    /// Local bridging between macvtaps.
+    Bridge,
+    /// Isolated.
+    Private,
 }
 
 /// A route in the main table.
@@ -446,8 +486,14 @@ pub trait LinkOps {
     fn set_mtu(&self, index: u32, mtu: u32) -> Result<()>;
     /// Sets the link administratively up or down.
     fn set_up(&self, index: u32, up: bool) -> Result<()>;
+    /// Adds an alternative name.
+    fn add_altname(&self, index: u32, name: &str) -> Result<()>;
     /// Removes an alternative name.
     fn del_altname(&self, index: u32, name: &str) -> Result<()>;
+    /// Creates a macvtap named `name` on link `parent`.
+    fn add_macvtap(&self, name: &str, parent: u32, mode: MacvtapMode) -> Result<()>;
+    /// Deletes a (virtual) link.
+    fn del_link(&self, index: u32) -> Result<()>;
     /// Adds an address.
     fn add_address(&self, index: u32, addr: IpPrefix) -> Result<()>;
     /// Removes an address.
@@ -615,6 +661,30 @@ impl LinkOps for Netlink {
         let b = LinkUnspec::new_with_index(index);
         let msg = if up { b.up() } else { b.down() }.build();
         self.set_link(if up { "set up" } else { "set down" }, index, msg)
+    }
+
+    fn add_altname(&self, index: u32, name: &str) -> Result<()> {
+        self.rt
+            .block_on(self.handle.link().property_add(index).alt_ifname(&[name]).execute())
+            .map_err(|e| kernel("add altname", &format!("{name} of link {index}"), e))
+    }
+
+    fn add_macvtap(&self, name: &str, parent: u32, mode: MacvtapMode) -> Result<()> {
+        use netlink_packet_route::link::MacVtapMode as M;
+        let mode = match mode {
+            MacvtapMode::Passthru => M::Passthrough,
+            MacvtapMode::Vepa => M::Vepa,
+            MacvtapMode::Bridge => M::Bridge,
+            MacvtapMode::Private => M::Private,
+        };
+        let msg = rtnetlink::LinkMacVtap::new(name, parent, mode).build();
+        self.rt.block_on(self.handle.link().add(msg).execute()).map_err(|e| kernel("add macvtap", name, e))
+    }
+
+    fn del_link(&self, index: u32) -> Result<()> {
+        self.rt
+            .block_on(self.handle.link().del(index).execute())
+            .map_err(|e| kernel("delete link", &format!("link {index}"), e))
     }
 
     fn del_altname(&self, index: u32, name: &str) -> Result<()> {

@@ -1,0 +1,23 @@
+//! STATUS (spec 1.1.0): ready unless the state directory is unusable (code 50) or the IPAM
+//! plugin says otherwise.
+
+use crate::cmd::Ctx;
+use crate::env::Command;
+use crate::error::{CniError, Code, Result};
+use crate::ipam::Ipam;
+
+/// Runs STATUS.
+pub fn status(ctx: &Ctx<'_>) -> Result<()> {
+    let probe = ctx.conf.state_dir.join(".status-probe");
+    sriov::persist::write_atomic(&probe, b"ok").and_then(|()| sriov::persist::remove(&probe)).map_err(|e| {
+        CniError::new(Code::NotAvailable, format!("state directory {} is unusable: {e}", ctx.conf.state_dir.display()))
+    })?;
+    if let Some(t) = &ctx.conf.ipam_type {
+        let ipam =
+            Ipam::new(t, &ctx.env.path, &ctx.conf.raw).map_err(|e| CniError { code: Code::NotAvailable, ..e })?;
+        if ipam.speaks_1_1(ctx.env) {
+            ipam.exec(Command::Status, ctx.env)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,485 @@
+//! The network configuration on stdin.
+//!
+//! Every sriov-cni key keeps its meaning, so an existing network definition works by changing
+//! only `type`: `deviceID` (alias `pciBusID`), `vlan`, `vlanQoS`, `vlanProto`, `mac`, `spoofchk`
+//! and `trust` ("on"/"off"), `link_state`, `min_tx_rate`, `max_tx_rate`, `logLevel`, `logFile`,
+//! `ipam`, `runtimeConfig.mac`, `runtimeConfig.deviceID`, and `MAC=` in `CNI_ARGS`.
+//!
+//! **The one VLAN rule** (sriov-cni's since 2024): without a profile, an absent `vlan` leaves
+//! the VF's VLAN untouched, and `vlan: 0` clears it.
+//!
+//! vfnet adds `vnicType`, `macvtapMode`, `profile`, `mtu`, `resourceName`, `stateDir`,
+//! `profileDir`, `runDir`, `logFormat`, and reads `args.cni.vlan` (a pod's VLAN choice, only
+//! inside a profile's `podVlanRange`) and `runtimeConfig.CNIDeviceInfoFile`.
+//!
+//! Keys are read one by one from the JSON object (not through a derived struct) so that every
+//! error names the key and the value.
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+use sriov::netlink::{VfLinkState, VlanProto};
+use sriov::{MacAddr, PciAddress};
+
+use crate::error::{CniError, Code, Result, bad_config};
+use crate::version::Version;
+
+/// How the VF reaches the pod (Neutron's `binding:vnic_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VnicType {
+    /// The VF netdev moves into the pod.
+    Direct,
+    /// A macvtap on the VF is created in the pod; the VF stays on the host.
+    Macvtap,
+    /// The VF is bound to vfio-pci for a userspace app; PF-side settings only.
+    Userspace,
+}
+
+impl VnicType {
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "direct" => Ok(Self::Direct),
+            "macvtap" => Ok(Self::Macvtap),
+            "userspace" => Ok(Self::Userspace),
+            other => Err(bad_config("vnicType", format!("{other:?} is not one of direct, macvtap, userspace"))),
+        }
+    }
+}
+
+/// macvtap modes (`IFLA_MACVLAN_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MacvtapMode {
+    /// The macvtap owns the VF (one per VF); the default, as for a VM.
+    Passthru,
+    /// Traffic between macvtaps goes through the VF's switch.
+    Vepa,
+    /// Traffic between macvtaps on the VF is bridged locally.
+    Bridge,
+    /// No traffic between macvtaps.
+    Private,
+}
+
+impl MacvtapMode {
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "passthru" => Ok(Self::Passthru),
+            "vepa" => Ok(Self::Vepa),
+            "bridge" => Ok(Self::Bridge),
+            "private" => Ok(Self::Private),
+            other => Err(bad_config("macvtapMode", format!("{other:?} is not one of passthru, vepa, bridge, private"))),
+        }
+    }
+}
+
+/// Default state directory (journals).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/vfnet";
+/// Default profile directory.
+pub const DEFAULT_PROFILE_DIR: &str = "/run/vfnet/profiles";
+/// Default run directory (device records, locks).
+pub const DEFAULT_RUN_DIR: &str = "/run/vfnet";
+
+/// A parsed, validated network configuration.
+#[derive(Debug, Clone)]
+pub struct NetConf {
+    /// `cniVersion`.
+    pub cni_version: Version,
+    /// `name`.
+    pub name: String,
+    /// The VF: `runtimeConfig.deviceID`, else `deviceID`, else `pciBusID`.
+    pub device_id: Option<PciAddress>,
+    /// `vlan`.
+    pub vlan: Option<u16>,
+    /// `vlanQoS`.
+    pub vlan_qos: Option<u8>,
+    /// `vlanProto`.
+    pub vlan_proto: Option<VlanProto>,
+    /// The MAC: `runtimeConfig.mac`, else `MAC=` in `CNI_ARGS`, else `mac`.
+    pub mac: Option<MacAddr>,
+    /// `spoofchk`.
+    pub spoofchk: Option<bool>,
+    /// `trust`.
+    pub trust: Option<bool>,
+    /// `link_state`.
+    pub link_state: Option<VfLinkState>,
+    /// `min_tx_rate` (Mbps).
+    pub min_tx_rate: Option<u32>,
+    /// `max_tx_rate` (Mbps).
+    pub max_tx_rate: Option<u32>,
+    /// `mtu`.
+    pub mtu: Option<u32>,
+    /// `vnicType` (`None`: decided from the VF's driver).
+    pub vnic_type: Option<VnicType>,
+    /// `macvtapMode`.
+    pub macvtap_mode: MacvtapMode,
+    /// `profile`.
+    pub profile: Option<String>,
+    /// `resourceName`.
+    pub resource_name: Option<String>,
+    /// `args.cni.vlan`: the pod's VLAN choice.
+    pub pod_vlan: Option<u16>,
+    /// `stateDir`.
+    pub state_dir: PathBuf,
+    /// `profileDir`.
+    pub profile_dir: PathBuf,
+    /// `runDir`.
+    pub run_dir: PathBuf,
+    /// `logLevel`.
+    pub log_level: Option<String>,
+    /// `logFile`.
+    pub log_file: Option<PathBuf>,
+    /// `logFormat` (`text` or `json`).
+    pub log_json: bool,
+    /// `ipam.type`, if IPAM is configured.
+    pub ipam_type: Option<String>,
+    /// `runtimeConfig.CNIDeviceInfoFile`.
+    pub device_info_file: Option<PathBuf>,
+    /// `prevResult` (DEL, CHECK).
+    pub prev_result: Option<Value>,
+    /// `cni.dev/valid-attachments` (GC): (container id, ifname).
+    pub valid_attachments: Option<Vec<(String, String)>>,
+    /// The configuration as received, for delegation to IPAM.
+    pub raw: Map<String, Value>,
+}
+
+fn get<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    map.get(key).filter(|v| !v.is_null())
+}
+
+fn string(map: &Map<String, Value>, key: &str) -> Result<Option<String>> {
+    match get(map, key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(bad_config(key, format!("{other} is not a string"))),
+    }
+}
+
+fn int(map: &Map<String, Value>, key: &str, min: i64, max: i64) -> Result<Option<i64>> {
+    match get(map, key) {
+        None => Ok(None),
+        Some(v) => match v.as_i64() {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            Some(n) => Err(bad_config(key, format!("{n} is outside {min}-{max}"))),
+            None => Err(bad_config(key, format!("{v} is not an integer"))),
+        },
+    }
+}
+
+fn on_off(map: &Map<String, Value>, key: &str) -> Result<Option<bool>> {
+    match string(map, key)?.as_deref() {
+        None => Ok(None),
+        Some("on") => Ok(Some(true)),
+        Some("off") => Ok(Some(false)),
+        Some(other) => Err(bad_config(key, format!("{other:?} is not \"on\" or \"off\""))),
+    }
+}
+
+fn object<'a>(map: &'a Map<String, Value>, key: &str) -> Result<Option<&'a Map<String, Value>>> {
+    match get(map, key) {
+        None => Ok(None),
+        Some(Value::Object(o)) => Ok(Some(o)),
+        Some(other) => Err(bad_config(key, format!("{other} is not an object"))),
+    }
+}
+
+fn pci(key: &str, s: &str) -> Result<PciAddress> {
+    s.parse().map_err(|e| bad_config(key, e))
+}
+
+fn mac(key: &str, s: &str) -> Result<MacAddr> {
+    let m: MacAddr = s.parse().map_err(|e| bad_config(key, e))?;
+    if m.is_multicast() {
+        return Err(bad_config(key, format!("{m} is a multicast address")));
+    }
+    Ok(m)
+}
+
+impl NetConf {
+    /// Parses stdin. `cni_args` is `CNI_ARGS` (for `MAC=`).
+    pub fn parse(stdin: &[u8], cni_args: &std::collections::BTreeMap<String, String>) -> Result<Self> {
+        let value: Value = serde_json::from_slice(stdin)
+            .map_err(|e| CniError::new(Code::Decode, format!("network configuration on stdin is not JSON: {e}")))?;
+        let Value::Object(raw) = value else {
+            return Err(CniError::new(Code::Decode, "network configuration on stdin is not a JSON object"));
+        };
+        let version_str = string(&raw, "cniVersion")?.ok_or_else(|| bad_config("cniVersion", "missing"))?;
+        let cni_version = Version::parse(&version_str)?;
+        let name = string(&raw, "name")?.unwrap_or_default();
+
+        let runtime = object(&raw, "runtimeConfig")?;
+        let runtime_str = |key: &str| -> Result<Option<String>> {
+            match runtime {
+                Some(rc) => string(rc, key)
+                    .map_err(|e| CniError { msg: e.msg.replacen(key, &format!("runtimeConfig.{key}"), 1), ..e }),
+                None => Ok(None),
+            }
+        };
+        let device_id = match (runtime_str("deviceID")?, string(&raw, "deviceID")?, string(&raw, "pciBusID")?) {
+            (Some(d), _, _) => Some(pci("runtimeConfig.deviceID", &d)?),
+            (None, Some(d), _) => Some(pci("deviceID", &d)?),
+            (None, None, Some(d)) => Some(pci("pciBusID", &d)?),
+            (None, None, None) => None,
+        };
+
+        let vlan = int(&raw, "vlan", 0, 4094)?.map(|v| v as u16);
+        let vlan_qos = int(&raw, "vlanQoS", 0, 7)?.map(|v| v as u8);
+        let vlan_proto = match string(&raw, "vlanProto")? {
+            None => None,
+            Some(p) => Some(match p.to_ascii_lowercase().as_str() {
+                "802.1q" => VlanProto::Dot1Q,
+                "802.1ad" => VlanProto::Dot1Ad,
+                _ => return Err(bad_config("vlanProto", format!("{p:?} is not 802.1Q or 802.1ad"))),
+            }),
+        };
+        if vlan.is_none() && (vlan_qos.is_some() || vlan_proto.is_some()) {
+            let key = if vlan_qos.is_some() { "vlanQoS" } else { "vlanProto" };
+            return Err(bad_config(key, "needs vlan to be set"));
+        }
+        if vlan == Some(0) && vlan_qos.unwrap_or(0) != 0 {
+            return Err(bad_config("vlanQoS", "a non-zero QoS needs a non-zero vlan"));
+        }
+        if vlan == Some(0) && vlan_proto == Some(VlanProto::Dot1Ad) {
+            return Err(bad_config("vlanProto", "802.1ad needs a non-zero vlan"));
+        }
+
+        let mac = match (runtime_str("mac")?, cni_args.get("MAC"), string(&raw, "mac")?) {
+            (Some(m), _, _) => Some(mac("runtimeConfig.mac", &m)?),
+            (None, Some(m), _) => Some(mac("CNI_ARGS MAC", m)?),
+            (None, None, Some(m)) => Some(mac("mac", &m)?),
+            (None, None, None) => None,
+        };
+        let link_state = match string(&raw, "link_state")?.as_deref() {
+            None => None,
+            Some("auto") => Some(VfLinkState::Auto),
+            Some("enable") => Some(VfLinkState::Enable),
+            Some("disable") => Some(VfLinkState::Disable),
+            Some(other) => {
+                return Err(bad_config("link_state", format!("{other:?} is not one of auto, enable, disable")));
+            }
+        };
+        let min_tx_rate = int(&raw, "min_tx_rate", 0, i64::from(u32::MAX))?.map(|v| v as u32);
+        let max_tx_rate = int(&raw, "max_tx_rate", 0, i64::from(u32::MAX))?.map(|v| v as u32);
+        if let (Some(min), Some(max)) = (min_tx_rate, max_tx_rate)
+            && max != 0
+            && min > max
+        {
+            return Err(bad_config("min_tx_rate", format!("{min} is above max_tx_rate {max}")));
+        }
+
+        let pod_vlan = match object(&raw, "args")?.map(|a| object(a, "cni")).transpose()?.flatten() {
+            Some(cni) => int(cni, "vlan", 1, 4094)
+                .map_err(|e| CniError { msg: e.msg.replacen("vlan", "args.cni.vlan", 1), ..e })?
+                .map(|v| v as u16),
+            None => None,
+        };
+        let ipam_type = match object(&raw, "ipam")? {
+            Some(ipam) => {
+                match string(ipam, "type").map_err(|e| CniError { msg: e.msg.replacen("type", "ipam.type", 1), ..e })? {
+                    Some(t) if t.is_empty() || t.contains('/') => {
+                        return Err(bad_config("ipam.type", format!("{t:?} is not a plugin name")));
+                    }
+                    Some(t) => Some(t),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        let valid_attachments = match get(&raw, "cni.dev/valid-attachments")
+            .or_else(|| get(&raw, "cni.dev/attachments"))
+        {
+            None => None,
+            Some(Value::Array(list)) => Some(
+                list.iter()
+                    .map(|a| {
+                        match (a.get("containerID").and_then(Value::as_str), a.get("ifname").and_then(Value::as_str)) {
+                            (Some(c), Some(i)) => Ok((c.to_owned(), i.to_owned())),
+                            _ => {
+                                Err(bad_config("cni.dev/valid-attachments", format!("{a} lacks containerID or ifname")))
+                            }
+                        }
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            Some(other) => return Err(bad_config("cni.dev/valid-attachments", format!("{other} is not a list"))),
+        };
+        let profile = string(&raw, "profile")?;
+        if let Some(p) = &profile
+            && (p.is_empty() || p.contains('/') || p.starts_with('.'))
+        {
+            return Err(bad_config("profile", format!("{p:?} is not a VfProfile name")));
+        }
+        let log_json = match string(&raw, "logFormat")?.as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => return Err(bad_config("logFormat", format!("{other:?} is not text or json"))),
+        };
+        Ok(Self {
+            cni_version,
+            name,
+            device_id,
+            vlan,
+            vlan_qos,
+            vlan_proto,
+            mac,
+            spoofchk: on_off(&raw, "spoofchk")?,
+            trust: on_off(&raw, "trust")?,
+            link_state,
+            min_tx_rate,
+            max_tx_rate,
+            mtu: int(&raw, "mtu", 68, 65535)?.map(|v| v as u32),
+            vnic_type: string(&raw, "vnicType")?.map(|s| VnicType::parse(&s)).transpose()?,
+            macvtap_mode: string(&raw, "macvtapMode")?
+                .map(|s| MacvtapMode::parse(&s))
+                .transpose()?
+                .unwrap_or(MacvtapMode::Passthru),
+            profile,
+            resource_name: string(&raw, "resourceName")?,
+            pod_vlan,
+            state_dir: string(&raw, "stateDir")?.map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from),
+            profile_dir: string(&raw, "profileDir")?.map_or_else(|| PathBuf::from(DEFAULT_PROFILE_DIR), PathBuf::from),
+            run_dir: string(&raw, "runDir")?.map_or_else(|| PathBuf::from(DEFAULT_RUN_DIR), PathBuf::from),
+            log_level: string(&raw, "logLevel")?,
+            log_file: string(&raw, "logFile")?.map(PathBuf::from),
+            log_json,
+            ipam_type,
+            device_info_file: runtime_str("CNIDeviceInfoFile")?.map(PathBuf::from),
+            prev_result: get(&raw, "prevResult").cloned(),
+            valid_attachments,
+            raw,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn parse(json: Value) -> Result<NetConf> {
+        NetConf::parse(json.to_string().as_bytes(), &BTreeMap::new())
+    }
+
+    fn base(extra: Value) -> Value {
+        let mut v = serde_json::json!({"cniVersion": "1.0.0", "name": "net", "type": "vfnet"});
+        if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+            m.extend(e);
+        }
+        v
+    }
+
+    #[test]
+    fn an_sriov_cni_definition_parses_unchanged() {
+        let c = parse(base(serde_json::json!({
+            "deviceID": "0000:01:00.2", "vlan": 100, "vlanQoS": 3, "vlanProto": "802.1q", "mac": "02:00:00:00:00:0A",
+            "spoofchk": "off", "trust": "on", "link_state": "enable", "min_tx_rate": 10, "max_tx_rate": 100,
+            "logLevel": "debug", "logFile": "/var/log/vfnet.log", "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}
+        })))
+        .unwrap();
+        assert_eq!(c.device_id.unwrap().to_string(), "0000:01:00.2");
+        assert_eq!((c.vlan, c.vlan_qos, c.vlan_proto), (Some(100), Some(3), Some(VlanProto::Dot1Q)));
+        assert_eq!(c.mac.unwrap().to_string(), "02:00:00:00:00:0a");
+        assert_eq!((c.spoofchk, c.trust, c.link_state), (Some(false), Some(true), Some(VfLinkState::Enable)));
+        assert_eq!((c.min_tx_rate, c.max_tx_rate), (Some(10), Some(100)));
+        assert_eq!(c.ipam_type.as_deref(), Some("host-local"));
+        assert_eq!(c.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(c.vnic_type, None);
+    }
+
+    #[test]
+    fn vlan_absent_means_untouched_and_zero_means_clear() {
+        assert_eq!(parse(base(serde_json::json!({}))).unwrap().vlan, None);
+        assert_eq!(parse(base(serde_json::json!({"vlan": 0}))).unwrap().vlan, Some(0));
+    }
+
+    #[test]
+    fn precedence_of_device_id_and_mac() {
+        let mut args = BTreeMap::new();
+        args.insert("MAC".to_owned(), "02:00:00:00:00:02".to_owned());
+        let json = base(
+            serde_json::json!({"deviceID": "0000:01:00.1", "pciBusID": "0000:01:00.3", "mac": "02:00:00:00:00:01",
+            "runtimeConfig": {"deviceID": "0000:01:00.2"}}),
+        );
+        let c = NetConf::parse(json.to_string().as_bytes(), &args).unwrap();
+        assert_eq!(c.device_id.unwrap().to_string(), "0000:01:00.2");
+        assert_eq!(c.mac.unwrap().to_string(), "02:00:00:00:00:02", "CNI_ARGS MAC beats the config's mac");
+        let json = base(serde_json::json!({"runtimeConfig": {"mac": "02:00:00:00:00:03"}}));
+        assert_eq!(
+            NetConf::parse(json.to_string().as_bytes(), &args).unwrap().mac.unwrap().to_string(),
+            "02:00:00:00:00:03"
+        );
+        assert_eq!(
+            parse(base(serde_json::json!({"pciBusID": "0000:01:00.3"}))).unwrap().device_id.unwrap().to_string(),
+            "0000:01:00.3"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_key_and_value() {
+        for (extra, want) in [
+            (serde_json::json!({"vlan": 4095}), "invalid vlan: 4095 is outside 0-4094"),
+            (serde_json::json!({"vlan": "100"}), "invalid vlan: \"100\" is not an integer"),
+            (serde_json::json!({"vlan": 10, "vlanQoS": 9}), "invalid vlanQoS: 9 is outside 0-7"),
+            (serde_json::json!({"vlanQoS": 1}), "invalid vlanQoS: needs vlan to be set"),
+            (serde_json::json!({"vlan": 0, "vlanQoS": 1}), "invalid vlanQoS: a non-zero QoS needs a non-zero vlan"),
+            (
+                serde_json::json!({"vlan": 0, "vlanProto": "802.1ad"}),
+                "invalid vlanProto: 802.1ad needs a non-zero vlan",
+            ),
+            (
+                serde_json::json!({"vlan": 5, "vlanProto": "qinq"}),
+                "invalid vlanProto: \"qinq\" is not 802.1Q or 802.1ad",
+            ),
+            (serde_json::json!({"spoofchk": "yes"}), "invalid spoofchk: \"yes\" is not \"on\" or \"off\""),
+            (serde_json::json!({"trust": true}), "invalid trust: true is not a string"),
+            (serde_json::json!({"link_state": "up"}), "invalid link_state: \"up\" is not one of auto, enable, disable"),
+            (
+                serde_json::json!({"min_tx_rate": 20, "max_tx_rate": 10}),
+                "invalid min_tx_rate: 20 is above max_tx_rate 10",
+            ),
+            (serde_json::json!({"max_tx_rate": -1}), "invalid max_tx_rate: -1 is outside 0-4294967295"),
+            (
+                serde_json::json!({"deviceID": "01:02"}),
+                "invalid deviceID: invalid PCI address \"01:02\": missing '.' before the function (expected DDDD:BB:DD.F, e.g. 0000:03:02.3)",
+            ),
+            (
+                serde_json::json!({"runtimeConfig": {"deviceID": 7}}),
+                "invalid runtimeConfig.deviceID: 7 is not a string",
+            ),
+            (serde_json::json!({"mac": "01:00:5e:00:00:01"}), "invalid mac: 01:00:5e:00:00:01 is a multicast address"),
+            (
+                serde_json::json!({"mac": "zz"}),
+                "invalid mac: invalid MAC address \"zz\": expected 6 octets (expected six hex octets such as 02:00:5e:10:00:01)",
+            ),
+            (
+                serde_json::json!({"vnicType": "normal"}),
+                "invalid vnicType: \"normal\" is not one of direct, macvtap, userspace",
+            ),
+            (
+                serde_json::json!({"macvtapMode": "source"}),
+                "invalid macvtapMode: \"source\" is not one of passthru, vepa, bridge, private",
+            ),
+            (serde_json::json!({"mtu": 20}), "invalid mtu: 20 is outside 68-65535"),
+            (serde_json::json!({"args": {"cni": {"vlan": 5000}}}), "invalid args.cni.vlan: 5000 is outside 1-4094"),
+            (serde_json::json!({"ipam": {"type": "../evil"}}), "invalid ipam.type: \"../evil\" is not a plugin name"),
+            (serde_json::json!({"profile": "a/b"}), "invalid profile: \"a/b\" is not a VfProfile name"),
+        ] {
+            let e = parse(base(extra.clone())).unwrap_err();
+            assert_eq!((e.code, e.msg.as_str()), (Code::InvalidConfig, want), "{extra}");
+        }
+        let e = NetConf::parse(b"{", &BTreeMap::new()).unwrap_err();
+        assert_eq!(e.code, Code::Decode);
+        let e = parse(serde_json::json!({"cniVersion": "0.2.0"})).unwrap_err();
+        assert_eq!(e.code, Code::IncompatibleVersion);
+        let e = parse(serde_json::json!({"name": "x"})).unwrap_err();
+        assert_eq!(e.msg, "invalid cniVersion: missing");
+    }
+
+    #[test]
+    fn gc_attachments_and_pod_vlan() {
+        let c = parse(base(serde_json::json!({"cni.dev/valid-attachments": [{"containerID": "a", "ifname": "net1"}], "args": {"cni": {"vlan": 210}}}))).unwrap();
+        assert_eq!(c.valid_attachments, Some(vec![("a".to_owned(), "net1".to_owned())]));
+        assert_eq!(c.pod_vlan, Some(210));
+    }
+}

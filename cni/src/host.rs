@@ -1,0 +1,84 @@
+//! The node as the plugin sees it: sysfs, namespaces and netlink per namespace. [`RealHost`] is
+//! the kernel; tests use a recording fake with the same trait, so the ADD/DEL/rollback logic is
+//! tested without root.
+
+use std::fmt::Debug;
+use std::path::Path;
+
+use sriov::netlink::{LinkOps, Netlink};
+use sriov::netns::{Netns, NetnsError};
+use sriov::sysfs::Sysfs;
+
+use crate::error::{CniError, Code, Result};
+
+/// What the plugin needs from the node.
+pub trait Host {
+    /// A namespace handle.
+    type Ns: Debug;
+    /// Netlink bound to one namespace.
+    type Links: LinkOps<Ns = Self::Ns>;
+
+    /// Sysfs (topology: PFs, VFs, drivers).
+    fn sysfs(&self) -> &Sysfs;
+    /// The namespace the plugin was started in (the runtime's, normally the host's).
+    fn host_ns(&self) -> Result<Self::Ns>;
+    /// Opens a namespace by path.
+    fn open_ns(&self, path: &Path) -> Result<Self::Ns, NetnsError>;
+    /// Creates a private, unnamed namespace (gone when the handle is dropped or the process
+    /// dies; physical netdevs in it then return to the host namespace).
+    fn temp_ns(&self) -> Result<Self::Ns>;
+    /// Netlink in `ns`.
+    fn links(&self, ns: &Self::Ns) -> Result<Self::Links>;
+    /// Writes `/proc/sys/<key>` as seen from inside `ns`.
+    fn sysctl(&self, ns: &Self::Ns, key: &str, value: &str) -> Result<()>;
+}
+
+/// The real node.
+#[derive(Debug)]
+pub struct RealHost {
+    sysfs: Sysfs,
+}
+
+impl RealHost {
+    /// The node under sysfs root `/`.
+    pub fn new() -> Self {
+        Self { sysfs: Sysfs::default() }
+    }
+}
+
+impl Default for RealHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Host for RealHost {
+    type Ns = Netns;
+    type Links = Netlink;
+
+    fn sysfs(&self) -> &Sysfs {
+        &self.sysfs
+    }
+
+    fn host_ns(&self) -> Result<Netns> {
+        Ok(Netns::current()?)
+    }
+
+    fn open_ns(&self, path: &Path) -> Result<Netns, NetnsError> {
+        Netns::open(path)
+    }
+
+    fn temp_ns(&self) -> Result<Netns> {
+        Ok(Netns::create_anonymous()?)
+    }
+
+    fn links(&self, ns: &Netns) -> Result<Netlink> {
+        Ok(Netlink::in_netns(ns)?)
+    }
+
+    fn sysctl(&self, ns: &Netns, key: &str, value: &str) -> Result<()> {
+        let path = Path::new("/proc/sys").join(key);
+        ns.run(|| std::fs::write(&path, value))?
+            .map_err(|e| CniError::new(Code::Kernel, format!("cannot write {value} to {}: {e}", path.display())))
+    }
+}
