@@ -36,31 +36,78 @@ pub fn host_netdev<H: Host>(host: &H, vf: &PciAddress) -> Result<(Link, NetdevSt
     Ok((link, state))
 }
 
+/// True if no link in the namespace of `links` uses any of `names` as name or altname.
+fn names_free<L: LinkOps>(links: &L, names: &[&str]) -> Result<bool> {
+    Ok(!links
+        .links()?
+        .iter()
+        .any(|l| names.contains(&l.name.as_str()) || l.altnames.iter().any(|a| names.contains(&a.as_str()))))
+}
+
 /// Moves the VF netdev (host index `index`) into `pod` as `ifname`, with MAC and MTU set and
 /// link down. Returns its index in the pod.
+///
+/// When no name of the VF (its name, its altnames, `CNI_IFNAME`) is in use in the pod, the VF
+/// moves straight in and is renamed there: the runtime never runs two operations on one pod at a
+/// time, so nothing can take a name meanwhile. Otherwise it goes through a private temporary
+/// namespace.
 pub fn move_into_pod<H: Host>(host: &H, index: u32, vf: &PciAddress, pod: &H::Ns, j: &Journal) -> Result<u32> {
-    let host_links = host.links(&host.host_ns()?)?;
+    let host_ns = host.host_ns()?;
+    let host_links = host.links(&host_ns)?;
+    let pod_links = host.links(pod)?;
+    let current = host_links.link_by_index(index)?;
+    let mut names: Vec<&str> = vec![current.name.as_str(), j.ifname.as_str()];
+    names.extend(current.altnames.iter().map(String::as_str));
+    if names_free(&pod_links, &names)? {
+        host_links.set_up(index, false)?;
+        host_links.set_netns(index, pod)?;
+        tracing::debug!("VF netdev moved straight into the pod");
+        fault::point("moved-to-temp");
+        // A failure from here leaves the VF in the pod, where the rollback finds it by PCI.
+        let link = pod_links.link_by_pci(vf)?;
+        stage(&pod_links, &link, j)?;
+        fault::point("moved-to-pod");
+        return Ok(pod_links.link_by_name(&j.ifname)?.index);
+    }
     let temp = host.temp_ns()?;
     let temp_links = host.links(&temp)?;
     host_links.set_up(index, false)?;
     host_links.set_netns(index, &temp)?;
+    tracing::debug!("VF netdev moved to the private namespace");
     fault::point("moved-to-temp");
-    let link = temp_links.link_by_pci(vf)?;
-    temp_links.rename(link.index, &j.ifname)?;
-    for alt in &link.altnames {
-        temp_links.del_altname(link.index, alt)?;
+    let staged = (|| -> Result<()> {
+        let link = temp_links.link_by_pci(vf)?;
+        stage(&temp_links, &link, j)?;
+        Ok(temp_links.set_netns(link.index, pod)?)
+    })();
+    if let Err(e) = staged {
+        // Bring the VF back now: left in the temporary namespace, it would return to the host
+        // only when the kernel's asynchronous namespace cleanup gets to it, after the rollback
+        // has looked for it there.
+        if let Ok(link) = temp_links.link_by_pci(vf) {
+            let _ = temp_links.set_netns(link.index, &host_ns);
+        }
+        return Err(e);
     }
+    fault::point("moved-to-pod");
+    Ok(pod_links.link_by_name(&j.ifname)?.index)
+}
+
+/// Renames the VF to `CNI_IFNAME` and sets MAC and MTU, where it now is.
+fn stage<L: LinkOps>(links: &L, link: &Link, j: &Journal) -> Result<()> {
+    // Altnames first: the kernel counts them, the device's own included, as taken names.
+    for alt in &link.altnames {
+        links.del_altname(link.index, alt)?;
+    }
+    links.rename(link.index, &j.ifname)?;
     fault::point("renamed");
     if let Some(mac) = j.mac {
-        temp_links.set_mac(link.index, mac)?;
+        links.set_mac(link.index, mac)?;
     }
     if let Some(mtu) = j.mtu {
-        temp_links.set_mtu(link.index, mtu)?;
+        links.set_mtu(link.index, mtu)?;
     }
-    temp_links.set_netns(link.index, pod)?;
-    fault::point("moved-to-pod");
-    let pod_links = host.links(pod)?;
-    Ok(pod_links.link_by_name(&j.ifname)?.index)
+    Ok(())
 }
 
 /// Creates a macvtap named `ifname` on the VF netdev and moves it into `pod`. The VF stays on
@@ -168,19 +215,38 @@ pub fn take_back<H: Host>(host: &H, j: &Journal) -> Vec<CniError> {
     errors
 }
 
+/// How long DEL waits for a VF netdev to come back from a namespace that was deleted.
+const RETURN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn return_vf<H: Host>(host: &H, j: &Journal, orig: &NetdevState, pod: Option<&H::Ns>) -> Result<()> {
     let host_ns = host.host_ns()?;
     let host_links = host.links(&host_ns)?;
     if let Some(pod) = pod {
         let pod_links = host.links(pod)?;
         if let Ok(link) = pod_links.link_by_pci(&j.vf) {
-            let temp = host.temp_ns()?;
-            let temp_links = host.links(&temp)?;
             pod_links.set_up(link.index, false)?;
-            pod_links.set_netns(link.index, &temp)?;
-            let link = temp_links.link_by_pci(&j.vf)?;
-            restore_netdev(&temp_links, &link, orig)?;
-            temp_links.set_netns(link.index, &host_ns)?;
+            tracing::debug!("VF netdev down in the pod");
+            let mut names: Vec<&str> = vec![orig.name.as_str()];
+            names.extend(orig.altnames.iter().map(String::as_str));
+            let others: Vec<&str> =
+                names.iter().copied().filter(|n| *n != link.name && !link.altnames.iter().any(|a| a == n)).collect();
+            if names_free(&pod_links, &others)? && names_free(&host_links, &names)? {
+                // Nothing in the pod or the host uses its names: restore in place, move home.
+                restore_netdev(&pod_links, &link, orig)?;
+                pod_links.set_netns(link.index, &host_ns)?;
+            } else {
+                let temp = host.temp_ns()?;
+                let temp_links = host.links(&temp)?;
+                pod_links.set_netns(link.index, &temp)?;
+                let link = temp_links.link_by_pci(&j.vf)?;
+                if let Err(e) = restore_netdev(&temp_links, &link, orig) {
+                    // Home as it is, so that a retried DEL finds it there at once.
+                    let _ = temp_links.set_netns(link.index, &host_ns);
+                    return Err(e);
+                }
+                temp_links.set_netns(link.index, &host_ns)?;
+            }
+            tracing::debug!("VF netdev restored and back in the host");
             let back = host_links.link_by_pci(&j.vf)?;
             if orig.up {
                 host_links.set_up(back.index, true)?;
@@ -188,12 +254,23 @@ fn return_vf<H: Host>(host: &H, j: &Journal, orig: &NetdevState, pod: Option<&H:
             return Ok(());
         }
     }
-    let link = host_links.link_by_pci(&j.vf).map_err(|_| {
-        CniError::new(
-            Code::DeviceNotFound,
-            format!("VF {} netdev is neither in the pod namespace nor in the host namespace", j.vf),
-        )
-    })?;
+    // A namespace that just died returns its physical netdevs to the host asynchronously (the
+    // kernel's netns cleanup work): give it a moment.
+    let start = std::time::Instant::now();
+    let link = loop {
+        match host_links.link_by_pci(&j.vf) {
+            Ok(l) => break l,
+            Err(_) if pod.is_none() && start.elapsed() < RETURN_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(_) => {
+                return Err(CniError::new(
+                    Code::DeviceNotFound,
+                    format!("VF {} netdev is neither in the pod namespace nor in the host namespace", j.vf),
+                ));
+            }
+        }
+    };
     host_links.set_up(link.index, false)?;
     restore_netdev(&host_links, &link, orig)?;
     if orig.up {

@@ -33,22 +33,19 @@ pub trait Host {
     fn sysctl(&self, ns: &Self::Ns, key: &str, value: &str) -> Result<()>;
 }
 
-/// The real node.
-#[derive(Debug)]
+/// The real node. Netlink sockets of the host and pod namespaces are opened once per
+/// invocation and reused (each takes a thread that enters the namespace); those of temporary
+/// namespaces are not kept, since a socket keeps its namespace alive.
+#[derive(Debug, Default)]
 pub struct RealHost {
     sysfs: Sysfs,
+    sockets: std::cell::RefCell<Vec<((u64, u64), Netlink)>>,
 }
 
 impl RealHost {
     /// The node under sysfs root `/`.
     pub fn new() -> Self {
-        Self { sysfs: Sysfs::default() }
-    }
-}
-
-impl Default for RealHost {
-    fn default() -> Self {
-        Self::new()
+        Self::default()
     }
 }
 
@@ -73,7 +70,17 @@ impl Host for RealHost {
     }
 
     fn links(&self, ns: &Netns) -> Result<Netlink> {
-        Ok(Netlink::in_netns(ns)?)
+        let id = ns.id().filter(|_| !ns.is_anonymous());
+        if let Some(id) = id
+            && let Some((_, nl)) = self.sockets.borrow().iter().find(|(k, _)| *k == id)
+        {
+            return Ok(nl.clone());
+        }
+        let nl = Netlink::in_netns(ns)?;
+        if let Some(id) = id {
+            self.sockets.borrow_mut().push((id, nl.clone()));
+        }
+        Ok(nl)
     }
 
     fn sysctl(&self, ns: &Netns, key: &str, value: &str) -> Result<()> {

@@ -56,19 +56,24 @@ impl Ipam {
         exec_plugin(&self.plugin, &self.path, command, env, &Value::Object(self.config.clone()))
     }
 
-    /// ADD, lowering the spec version once if the plugin does not speak the configuration's.
-    pub fn add(&mut self, env: &Env) -> Result<Value> {
-        let first = self.exec(Command::Add, env);
-        let out = match first {
+    /// Runs `command`, lowering the spec version once if the plugin does not speak the
+    /// configuration's (the version that worked stays in [`Ipam::config`]).
+    pub fn call(&mut self, command: Command, env: &Env) -> Result<Option<Value>> {
+        match self.exec(command, env) {
             Err(e) if e.details.starts_with("code 1:") => {
                 let version = self.negotiate(env)?;
                 tracing::info!(plugin = %self.plugin, %version, "IPAM plugin speaks an older CNI version; retrying");
                 self.config.insert("cniVersion".into(), Value::String(version.as_str().to_owned()));
-                self.exec(Command::Add, env)?
+                self.exec(command, env)
             }
-            other => other?,
-        };
-        out.ok_or_else(|| CniError::new(Code::Ipam, format!("IPAM plugin {} printed no result for ADD", self.plugin)))
+            other => other,
+        }
+    }
+
+    /// ADD: the plugin's result.
+    pub fn add(&mut self, env: &Env) -> Result<Value> {
+        self.call(Command::Add, env)?
+            .ok_or_else(|| CniError::new(Code::Ipam, format!("IPAM plugin {} printed no result for ADD", self.plugin)))
     }
 
     /// The newest version both vfnet and the plugin support, no newer than the configuration's.
@@ -122,7 +127,13 @@ pub fn exec_plugin(name: &str, path: &Path, command: Command, env: &Env, config:
             None => cmd.env_remove(var),
         };
     }
-    let args: Vec<String> = env.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // Runtimes pass IgnoreUnknown=1 so that plugins tolerate the K8S_* keys; the Go reference
+    // plugins refuse unknown CNI_ARGS without it, so vfnet adds it when delegating.
+    let mut args: Vec<String> = Vec::new();
+    if !env.args.contains_key("IgnoreUnknown") {
+        args.push("IgnoreUnknown=1".into());
+    }
+    args.extend(env.args.iter().map(|(k, v)| format!("{k}={v}")));
     cmd.env("CNI_ARGS", args.join(";"));
     let what = format!("IPAM plugin {name} ({})", command.as_str());
     let mut child =

@@ -14,6 +14,8 @@ pub mod cmd;
 pub mod config;
 pub mod env;
 pub mod error;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 pub mod fault;
 pub mod host;
 pub mod ipam;

@@ -1,1 +1,379 @@
-//! `VfPool`: filled in by the device plugin work.
+//! `VfPool`: which VFs become which kubelet resource, on which nodes.
+//!
+//! The device plugin advertises the VFs a pool selects as `<prefix>/<resourceName>` (prefix
+//! `vfnet.dev` by default). A VF belongs to the first pool that selects it. Until the daemon
+//! watches `VfPool` objects in the cluster it reads them from its `--pools` file, in the same
+//! shape the API serves (`kubectl get vfpools -o yaml`).
+//!
+//! ```yaml
+//! apiVersion: vfnet.dev/v1alpha1
+//! kind: VfPool
+//! metadata: {name: tenant-a}
+//! spec:
+//!   resourceName: tenant_a          # -> vfnet.dev/tenant_a
+//!   deviceType: netdevice           # or vfio-pci
+//!   physicalNetwork: physnet1
+//!   allocationPolicy: spread        # or pack
+//!   selector:
+//!     pfNames: ["ens1f0#0-3,6"]     # VFs 0-3 and 6 of ens1f0
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sriov::record::DeviceType;
+use sriov::{PciAddress, VfRange};
+
+/// The kind, as `kind:` spells it.
+pub const KIND: &str = "VfPool";
+
+/// How GetPreferredAllocation picks among free VFs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AllocationPolicy {
+    /// VFs from the least used PFs first: spreads pods over uplinks.
+    #[default]
+    Spread,
+    /// Fill one PF before taking VFs of the next: keeps whole PFs free.
+    Pack,
+}
+
+impl fmt::Display for AllocationPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Spread => "spread",
+            Self::Pack => "pack",
+        })
+    }
+}
+
+/// Which VFs a pool takes. Each non-empty list must match (a VF is selected when it matches one
+/// entry of every list given); an empty selector selects every VF.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VfSelector {
+    /// VF PCI vendor ids, four hex digits (`8086`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vendors: Vec<String>,
+    /// VF PCI device ids, four hex digits (`10ca`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    /// VF drivers (`iavf`, `igbvf`, `vfio-pci`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drivers: Vec<String>,
+    /// PF netdev names, optionally with VF indices: `ens1f0`, `ens1f0#0-3,6`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pf_names: Vec<String>,
+    /// VF PCI addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pci_addresses: Vec<String>,
+    /// PF PCI addresses, optionally with VF indices: `0000:3b:00.0#0-7`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub root_devices: Vec<String>,
+    /// Link types of the VF (or, without a netdev, its PF): `ether`, `infiniband`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_types: Vec<String>,
+}
+
+/// The spec of a `VfPool`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VfPoolSpec {
+    /// The resource name under the daemon's prefix: `^[A-Za-z0-9_-]+$`.
+    pub resource_name: String,
+    /// Node labels a node must carry for the pool to apply there; empty = every node.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// How the VFs are handed to pods; the driver a VF must be bound to follows from it.
+    #[serde(default)]
+    pub device_type: DeviceType,
+    /// The network the selected PFs are cabled to; profiles naming another one are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical_network: Option<String>,
+    /// When a PF named by `pfNames` or `rootDevices` has no VFs, create this many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_vfs: Option<u32>,
+    /// Preferred-allocation policy.
+    #[serde(default)]
+    pub allocation_policy: AllocationPolicy,
+    /// Which VFs.
+    #[serde(default)]
+    pub selector: VfSelector,
+}
+
+/// The metadata a pool needs (the API serves much more; it is ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PoolMeta {
+    /// The pool's name, unique in the cluster.
+    pub name: String,
+    /// Anything else the API serves (labels, uid, ...), kept so served objects parse.
+    #[serde(flatten, default, skip_serializing)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// A `VfPool` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VfPool {
+    /// `vfnet.dev/v1alpha1`; may be left out in a pools file.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_version: String,
+    /// `VfPool`; may be left out in a pools file.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    /// Metadata.
+    pub metadata: PoolMeta,
+    /// The spec.
+    pub spec: VfPoolSpec,
+    /// What the API server adds; ignored.
+    #[serde(default, skip_serializing)]
+    pub status: Option<serde_json::Value>,
+}
+
+/// A rule a pool breaks, naming the key (`spec.selector.pfNames[1]`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct PoolSpecError {
+    /// The offending key, with list indices.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+fn bad(key: impl Into<String>, problem: impl Into<String>) -> PoolSpecError {
+    PoolSpecError { key: key.into(), problem: problem.into() }
+}
+
+/// A `pfNames` or `rootDevices` entry: a PF, and which of its VFs (`None`: all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PfRef<T> {
+    /// The PF: a netdev name or a PCI address.
+    pub pf: T,
+    /// The VF indices after `#`.
+    pub vfs: Option<VfRange>,
+}
+
+impl<T> PfRef<T> {
+    /// True if VF `index` of this PF is meant.
+    pub fn includes(&self, index: u32) -> bool {
+        self.vfs.as_ref().is_none_or(|r| r.contains(index))
+    }
+}
+
+fn split_range(entry: &str) -> Result<(&str, Option<VfRange>), String> {
+    match entry.split_once('#') {
+        None => Ok((entry, None)),
+        Some((pf, range)) => Ok((pf, Some(range.parse::<VfRange>().map_err(|e| e.to_string())?))),
+    }
+}
+
+/// Parses a `pfNames` entry (`ens1f0`, `ens1f0#0-3,6`).
+pub fn parse_pf_name(entry: &str) -> Result<PfRef<String>, String> {
+    let (name, vfs) = split_range(entry)?;
+    // The kernel's rules for interface names (dev_valid_name).
+    if name.is_empty() || name.len() > 15 || name == "." || name == ".." {
+        return Err(format!("{name:?} is not a network interface name (1-15 characters)"));
+    }
+    if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+        return Err(format!("{name:?} is not a network interface name (no '/', ':' or spaces)"));
+    }
+    Ok(PfRef { pf: name.to_owned(), vfs })
+}
+
+/// Parses a `rootDevices` entry (`0000:3b:00.0`, `0000:3b:00.0#0-7`).
+pub fn parse_root_device(entry: &str) -> Result<PfRef<PciAddress>, String> {
+    let (pci, vfs) = split_range(entry)?;
+    Ok(PfRef { pf: pci.parse::<PciAddress>().map_err(|e| e.to_string())?, vfs })
+}
+
+/// Parses a `vendors` or `devices` entry: four hex digits, with or without `0x`.
+pub fn parse_pci_id(entry: &str) -> Result<u16, String> {
+    let digits = entry.strip_prefix("0x").unwrap_or(entry);
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("{entry:?} is not a PCI id (four hex digits, e.g. 8086)"));
+    }
+    u16::from_str_radix(digits, 16).map_err(|e| e.to_string())
+}
+
+/// The link types a selector may name.
+pub const LINK_TYPES: &[&str] = &["ether", "infiniband"];
+
+/// True if `name` may be a resource name: `^[A-Za-z0-9_-]+$`, at most 63 characters (the name
+/// part of a Kubernetes extended resource).
+pub fn valid_resource_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 63 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn each<'a>(key: &str, list: &'a [String], check: impl Fn(&'a str) -> Result<(), String>) -> Result<(), PoolSpecError> {
+    for (i, entry) in list.iter().enumerate() {
+        check(entry).map_err(|problem| bad(format!("{key}[{i}]"), problem))?;
+    }
+    Ok(())
+}
+
+impl VfSelector {
+    /// Checks every entry's syntax. `key` prefixes the keys in errors (`spec.selector`).
+    pub fn validate(&self, key: &str) -> Result<(), PoolSpecError> {
+        each(&format!("{key}.vendors"), &self.vendors, |v| parse_pci_id(v).map(drop))?;
+        each(&format!("{key}.devices"), &self.devices, |v| parse_pci_id(v).map(drop))?;
+        each(&format!("{key}.drivers"), &self.drivers, |d| {
+            if d.is_empty() || d.contains('/') || d.contains(char::is_whitespace) {
+                Err(format!("{d:?} is not a driver name"))
+            } else {
+                Ok(())
+            }
+        })?;
+        each(&format!("{key}.pfNames"), &self.pf_names, |e| parse_pf_name(e).map(drop))?;
+        each(&format!("{key}.pciAddresses"), &self.pci_addresses, |e| {
+            e.parse::<PciAddress>().map(drop).map_err(|e| e.to_string())
+        })?;
+        each(&format!("{key}.rootDevices"), &self.root_devices, |e| parse_root_device(e).map(drop))?;
+        each(&format!("{key}.linkTypes"), &self.link_types, |t| {
+            if LINK_TYPES.contains(&t) {
+                Ok(())
+            } else {
+                Err(format!("{t:?} is not a link type (one of {})", LINK_TYPES.join(", ")))
+            }
+        })
+    }
+}
+
+impl VfPoolSpec {
+    /// Checks the rules the CRD schema enforces in the cluster, so a hand-written pools file
+    /// gets them too. Keys in errors start with `spec.`.
+    pub fn validate(&self) -> Result<(), PoolSpecError> {
+        if !valid_resource_name(&self.resource_name) {
+            return Err(bad(
+                "spec.resourceName",
+                format!(
+                    "{:?} is not a resource name (1-63 characters of A-Z, a-z, 0-9, '_' and '-')",
+                    self.resource_name
+                ),
+            ));
+        }
+        if let Some(key) = self.node_selector.keys().find(|k| k.is_empty()) {
+            return Err(bad("spec.nodeSelector", format!("{key:?} is not a label key")));
+        }
+        if let Some(net) = &self.physical_network
+            && (net.is_empty() || net.contains(char::is_whitespace))
+        {
+            return Err(bad("spec.physicalNetwork", format!("{net:?} is not a network name")));
+        }
+        if let Some(n) = self.num_vfs
+            && !(1..=u32::from(u16::MAX)).contains(&n)
+        {
+            return Err(bad("spec.numVfs", format!("{n} is outside 1-65535")));
+        }
+        self.selector.validate("spec.selector")
+    }
+
+    /// True if a node with `labels` should serve this pool.
+    pub fn selects_node(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.node_selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+impl VfPool {
+    /// Checks the object: apiVersion and kind if given, the name, then the spec.
+    pub fn validate(&self) -> Result<(), PoolSpecError> {
+        let api_version = format!("{}/{}", crate::GROUP, crate::VERSION);
+        if !self.api_version.is_empty() && self.api_version != api_version {
+            return Err(bad("apiVersion", format!("{:?} is not {api_version}", self.api_version)));
+        }
+        if !self.kind.is_empty() && self.kind != KIND {
+            return Err(bad("kind", format!("{:?} is not {KIND}", self.kind)));
+        }
+        let name = &self.metadata.name;
+        let dns = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 253
+                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+                && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+        };
+        if !dns(name) {
+            return Err(bad(
+                "metadata.name",
+                format!("{name:?} is not an object name (lower-case letters, digits, '-' and '.')"),
+            ));
+        }
+        self.spec.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(json: serde_json::Value) -> Result<VfPool, serde_json::Error> {
+        serde_json::from_value(json)
+    }
+
+    #[test]
+    fn parses_the_documented_shape_with_defaults() {
+        let p = pool(serde_json::json!({
+            "apiVersion": "vfnet.dev/v1alpha1", "kind": "VfPool",
+            "metadata": {"name": "tenant-a", "uid": "x", "labels": {"a": "b"}},
+            "spec": {"resourceName": "tenant_a", "selector": {"pfNames": ["ens1f0#0-3,6"]}}
+        }))
+        .unwrap();
+        p.validate().unwrap();
+        assert_eq!(p.spec.device_type, DeviceType::Netdevice);
+        assert_eq!(p.spec.allocation_policy, AllocationPolicy::Spread);
+        let r = parse_pf_name(&p.spec.selector.pf_names[0]).unwrap();
+        assert_eq!(r.pf, "ens1f0");
+        assert!(r.includes(6) && !r.includes(4));
+        let all = parse_pf_name("ens1f0").unwrap();
+        assert!(all.includes(4000));
+    }
+
+    #[test]
+    fn unknown_selector_keys_are_refused_by_name() {
+        let e = pool(serde_json::json!({
+            "metadata": {"name": "a"}, "spec": {"resourceName": "a", "selector": {"pfName": ["x"]}}
+        }))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown field `pfName`"), "{e}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let base = || pool(serde_json::json!({"metadata": {"name": "a"}, "spec": {"resourceName": "a"}})).unwrap();
+        type Mutation = Box<dyn Fn(&mut VfPool)>;
+        let cases: Vec<(Mutation, &str)> = vec![
+            (Box::new(|p| p.spec.resource_name = "a/b".into()), "spec.resourceName: \"a/b\""),
+            (Box::new(|p| p.spec.resource_name = String::new()), "spec.resourceName"),
+            (Box::new(|p| p.spec.resource_name = "x".repeat(64)), "spec.resourceName"),
+            (Box::new(|p| p.metadata.name = "A".into()), "metadata.name"),
+            (Box::new(|p| p.kind = "VfProfile".into()), "kind"),
+            (Box::new(|p| p.spec.num_vfs = Some(0)), "spec.numVfs"),
+            (Box::new(|p| p.spec.selector.vendors = vec!["8086".into(), "86".into()]), "spec.selector.vendors[1]"),
+            (Box::new(|p| p.spec.selector.pf_names = vec!["eth0#3-1".into()]), "spec.selector.pfNames[0]: invalid VF"),
+            (Box::new(|p| p.spec.selector.pf_names = vec!["eth0#0-70000".into()]), "above"),
+            (Box::new(|p| p.spec.selector.root_devices = vec!["00:1.0".into()]), "spec.selector.rootDevices[0]"),
+            (Box::new(|p| p.spec.selector.pci_addresses = vec!["x".into()]), "spec.selector.pciAddresses[0]"),
+            (Box::new(|p| p.spec.selector.link_types = vec!["eth".into()]), "spec.selector.linkTypes[0]"),
+            (Box::new(|p| p.spec.physical_network = Some(String::new())), "spec.physicalNetwork"),
+        ];
+        for (mutate, needle) in cases {
+            let mut p = base();
+            mutate(&mut p);
+            let e = p.validate().unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        base().validate().unwrap();
+    }
+
+    #[test]
+    fn node_selector_matches_labels() {
+        let mut p = pool(serde_json::json!({"metadata": {"name": "a"}, "spec": {"resourceName": "a"}})).unwrap().spec;
+        let labels: BTreeMap<String, String> = [("zone".to_owned(), "a".to_owned())].into();
+        assert!(p.selects_node(&labels));
+        p.node_selector.insert("zone".into(), "b".into());
+        assert!(!p.selects_node(&labels));
+        p.node_selector.insert("zone".into(), "a".into());
+        assert!(p.selects_node(&labels));
+    }
+}

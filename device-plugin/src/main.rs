@@ -1,6 +1,160 @@
-//! `vfnet-device-plugin`, the node daemon. Skeleton: the device plugin issue fills it.
+//! `vfnet-device-plugin`: the node daemon advertising VF pools to kubelet. Flags (each also an
+//! environment variable) become a [`vfnet_device_plugin::Config`]; the library does the rest.
 
-fn main() {
-    eprintln!("vfnet-device-plugin: not implemented yet");
-    std::process::exit(1);
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use tokio::signal::unix::{SignalKind, signal};
+use vfnet_device_plugin::Config;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// vfnet's kubelet device plugin: advertises SR-IOV VF pools as <prefix>/<resourceName>.
+#[derive(Debug, Parser)]
+#[command(name = "vfnet-device-plugin", version)]
+struct Args {
+    /// Pool definitions (VfPool objects), YAML or JSON. Reloaded when it changes and on SIGHUP.
+    #[arg(long, env = "VFNET_POOLS", value_name = "FILE")]
+    pools: PathBuf,
+    /// Resource prefix: pools are advertised as <prefix>/<resourceName>.
+    #[arg(long, env = "VFNET_RESOURCE_PREFIX", default_value = "vfnet.dev")]
+    resource_prefix: String,
+    /// kubelet's root directory (sockets go to its device-plugins/).
+    #[arg(long, env = "VFNET_KUBELET_DIR", default_value = "/var/lib/kubelet")]
+    kubelet_dir: PathBuf,
+    /// vfnet's runtime directory (device records go to its devices/).
+    #[arg(long, env = "VFNET_RUN_DIR", default_value = "/run/vfnet")]
+    run_dir: PathBuf,
+    /// Directory of the device-info files Multus hands to CNI plugins.
+    #[arg(long, env = "VFNET_DEVINFO_DIR", default_value = "/var/run/k8s.cni.cncf.io/devinfo/dp")]
+    devinfo_dir: PathBuf,
+    /// Root of the node's /sys and /proc (a fake tree in tests).
+    #[arg(long, env = "VFNET_SYSFS_ROOT", default_value = "/")]
+    sysfs_root: PathBuf,
+    /// This node's name (matched as the kubernetes.io/hostname label by pools' nodeSelector).
+    #[arg(long, env = "VFNET_NODE_NAME")]
+    node_name: Option<String>,
+    /// Further node labels for pools' nodeSelector: key=value,key=value.
+    #[arg(long, env = "VFNET_NODE_LABELS", default_value = "")]
+    node_labels: String,
+    /// Address for /metrics and /healthz, or "off".
+    #[arg(long, env = "VFNET_METRICS_ADDR", default_value = "127.0.0.1:9476")]
+    metrics_addr: String,
+    /// Period of the safety-net rescan (e.g. 10s, 500ms).
+    #[arg(long, env = "VFNET_RESCAN_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    rescan_interval: Duration,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
+    #[arg(long, env = "VFNET_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// Log format.
+    #[arg(long, env = "VFNET_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration such as 10s or 500ms"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => return Err(format!("{s:?}: unit must be ms, s or m")),
+    };
+    if d.is_zero() {
+        return Err("the interval must not be zero".to_owned());
+    }
+    Ok(d)
+}
+
+fn parse_labels(s: &str) -> Result<BTreeMap<String, String>> {
+    s.split(',')
+        .filter(|kv| !kv.trim().is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+            _ => bail!("--node-labels: {kv:?} is not key=value"),
+        })
+        .collect()
+}
+
+impl Args {
+    fn config(&self) -> Result<Config> {
+        let mut c = Config::new(&self.pools);
+        c.resource_prefix = self.resource_prefix.clone();
+        c.kubelet_dir = self.kubelet_dir.clone();
+        c.run_dir = self.run_dir.clone();
+        c.devinfo_dir = self.devinfo_dir.clone();
+        c.sysfs_root = self.sysfs_root.clone();
+        c.node_name = self.node_name.clone();
+        c.node_labels = parse_labels(&self.node_labels)?;
+        c.metrics_addr = match self.metrics_addr.as_str() {
+            "off" | "" => None,
+            addr => Some(
+                addr.parse::<SocketAddr>()
+                    .with_context(|| format!("--metrics-addr: {addr:?} is not an address such as 127.0.0.1:9476"))?,
+            ),
+        };
+        c.rescan_interval = self.rescan_interval;
+        Ok(c)
+    }
+}
+
+fn init_logging(args: &Args) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("--log-level: {:?} is not a log filter", args.log_level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
+
+async fn run(config: Config) -> Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let daemon = vfnet_device_plugin::start(config).await?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the pools file");
+                daemon.reload();
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    daemon.shutdown().await;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let started = init_logging(&args).and_then(|()| args.config()).and_then(|config| {
+        // Two workers are plenty for a handful of pools; scans run on the blocking pool.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(4)
+            .enable_all()
+            .build()
+            .context("cannot start the runtime")?;
+        runtime.block_on(run(config))
+    });
+    match started {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vfnet-device-plugin: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -506,11 +506,13 @@ pub trait LinkOps {
     fn routes(&self, oif: u32) -> Result<Vec<Route>>;
 }
 
-/// A netlink route socket bound to one network namespace, with its own runtime.
+/// A netlink route socket bound to one network namespace, with its own runtime. Clones share
+/// the socket.
 ///
 /// Use it from plain threads; it must not be called from inside another tokio runtime.
+#[derive(Clone)]
 pub struct Netlink {
-    rt: tokio::runtime::Runtime,
+    rt: std::sync::Arc<tokio::runtime::Runtime>,
     handle: Handle,
 }
 
@@ -533,7 +535,7 @@ impl Netlink {
             rtnetlink::new_connection().map_err(NetlinkError::Socket)?
         };
         rt.spawn(conn);
-        Ok(Self { rt, handle })
+        Ok(Self { rt: std::sync::Arc::new(rt), handle })
     }
 
     /// A socket in namespace `ns`: created on a thread inside it, then used from anywhere (a
@@ -548,7 +550,7 @@ impl Netlink {
             })?
             .map_err(NetlinkError::Socket)?;
         rt.spawn(conn);
-        Ok(Self { rt, handle })
+        Ok(Self { rt: std::sync::Arc::new(rt), handle })
     }
 
     fn get_link(&self, op: &'static str, target: String, req: rtnetlink::LinkGetRequest) -> Result<Link> {

@@ -59,6 +59,9 @@ pub enum NetnsError {
     },
 }
 
+/// The path shown for namespaces without one.
+const ANONYMOUS: &str = "anonymous network namespace";
+
 /// An open network namespace. The namespace lives at least as long as this handle.
 #[derive(Debug)]
 pub struct Netns {
@@ -100,7 +103,7 @@ impl Netns {
     /// (and any socket or link moved into it keeps it referenced). Used as a private staging area
     /// so that names never collide during moves.
     pub fn create_anonymous() -> Result<Self, NetnsError> {
-        let path = PathBuf::from("anonymous network namespace");
+        let path = PathBuf::from(ANONYMOUS);
         std::thread::scope(|s| {
             s.spawn(|| {
                 unshare(CloneFlags::CLONE_NEWNET).map_err(NetnsError::Create)?;
@@ -130,6 +133,17 @@ impl Netns {
             .join()
             .map_err(|_| NetnsError::Panicked { path: self.path.clone() })?
         })
+    }
+
+    /// The namespace's identity (nsfs device and inode), stable while any handle is open.
+    pub fn id(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        self.file.metadata().ok().map(|m| (m.dev(), m.ino()))
+    }
+
+    /// True for namespaces made by [`Netns::create_anonymous`].
+    pub fn is_anonymous(&self) -> bool {
+        self.path == Path::new(ANONYMOUS)
     }
 
     /// True if both handles refer to the same namespace (same nsfs inode).

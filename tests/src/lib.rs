@@ -53,3 +53,6 @@ pub fn pf_index(nl: &Netlink, pf: &Pf) -> Result<u32> {
     let name = pf.netdev.as_deref().context("the igb PF has no netdev")?;
     Ok(nl.link_by_name(name)?.index)
 }
+
+pub mod cni;
+pub mod netns;

@@ -6,6 +6,7 @@
 // Printing progress and results is this program's whole job.
 #![allow(clippy::print_stdout)]
 
+mod bench;
 mod cargo;
 mod cmd;
 mod demo;
@@ -25,6 +26,9 @@ commands:
   test [--vm-only|--host-only]
                        the whole suite: vm-setup, fmt, clippy, host tests, then the VM tests
   demo                 boot the VM and show the node model vfnet discovers
+  bench [--host-only|--vm-only]
+                       benchmarks: discovery over 1024 fixture VFs, the device plugin, and
+                       vfnet vs host-device CNI ADD/DEL/VERSION in the VM
 ";
 
 fn main() -> ExitCode {
@@ -47,6 +51,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         "vm-setup" => setup::cli(rest),
         "test" => test::cli(rest),
         "demo" => demo::cli(rest),
+        "bench" => bench::cli(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

@@ -56,7 +56,21 @@ pub(crate) fn ensure() -> Result<VmTools> {
     step("packages", || apt.ensure_packages())?;
     let (kernel, kernel_version) = step("guest kernel", || apt.ensure_kernel())?;
     let vng = step("virtme-ng", ensure_vng)?;
+    step("rust musl target", ensure_musl_target)?;
     Ok(VmTools { kernel, kernel_version, vng })
+}
+
+/// The static (musl) target: release binaries for the image and the benchmarks are static, as a
+/// CNI plugin exec'd per pod should be (a static binary starts several times faster).
+pub(crate) const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+
+fn ensure_musl_target() -> Result<((), String)> {
+    let installed = stdout_of(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if installed.lines().any(|l| l.trim() == MUSL_TARGET) {
+        return Ok(((), format!("{MUSL_TARGET} already installed")));
+    }
+    run(Command::new("rustup").args(["target", "add", MUSL_TARGET]))?;
+    Ok(((), format!("added {MUSL_TARGET}")))
 }
 
 /// Runs one setup step; `f` returns its value and a sentence saying what it did.

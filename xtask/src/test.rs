@@ -81,12 +81,31 @@ struct VmTestStep {
 /// host with `--list --ignored`, which is instant): the library's unit tests, for one, usually
 /// have none, and running them would only report "0 tests".
 fn build_vm_tests() -> Result<Vec<VmTestStep>> {
+    // The binaries the VM tests drive (vfnet with its test-only fault injection, the device
+    // plugin): built with every feature, their directory passed to the tests as VFNET_BIN_DIR.
+    let bins: Vec<Executable> = cargo::build(cargo_locked("build").args(["--workspace", "--bins", "--all-features"]))?
+        .into_iter()
+        .filter(|exe| !exe.test)
+        .collect();
+    // Copied aside so that a later build with other features cannot swap them under the VM.
+    let bin_dir = crate::cmd::repo_root().join("target/vfnet-vm/bin");
+    let _ = std::fs::remove_dir_all(&bin_dir);
+    std::fs::create_dir_all(&bin_dir)?;
+    for exe in &bins {
+        std::fs::copy(&exe.path, bin_dir.join(&exe.target)).with_context(|| format!("copy {}", exe.path.display()))?;
+    }
+    anyhow::ensure!(bin_dir.join("vfnet").exists(), "cargo built no vfnet binary");
     let executables: Vec<Executable> = cargo::build(cargo_locked("test").args(["-p", E2E_PACKAGE, "--no-run"]))?
         .into_iter()
         .filter(|exe| exe.test && exe.package == E2E_PACKAGE)
         .collect();
+    // For development: VFNET_VM_ONLY=vm_cni runs only the matching test targets.
+    let only = std::env::var("VFNET_VM_ONLY").ok();
     let mut steps = Vec::new();
     for exe in executables {
+        if only.as_deref().is_some_and(|o| !exe.target.contains(o)) {
+            continue;
+        }
         let listed = count_ignored(&exe)?;
         if listed == 0 {
             println!("    {}: no VM tests", exe.target);
@@ -94,8 +113,9 @@ fn build_vm_tests() -> Result<Vec<VmTestStep>> {
         }
         let name = exe.path.file_name().context("test executable without a file name")?.to_string_lossy().into_owned();
         let command = format!(
-            "cd {} && exec {} {VM_TEST_ARGS}",
+            "cd {} && VFNET_BIN_DIR={} exec {} {VM_TEST_ARGS}",
             shell_quote(&exe.package_dir.to_string_lossy()),
+            shell_quote(&bin_dir.to_string_lossy()),
             shell_quote(&exe.path.to_string_lossy())
         );
         println!("    {}: {listed} VM test(s)", exe.target);

@@ -3,6 +3,7 @@
 use serde_json::Value;
 use sriov::PciAddress;
 use sriov::netlink::{LinkOps, MacvtapMode};
+use sriov::netns::NetnsError;
 
 use crate::attach;
 use crate::cmd::{Ctx, release, resolve_vf};
@@ -108,6 +109,7 @@ pub fn add<H: Host>(host: &H, ctx: &Ctx<'_>) -> Result<Value> {
         result: None,
     };
     journal.store(&conf.state_dir)?;
+    tracing::debug!("journal written");
     fault::point("journaled");
     tracing::info!(vf = %vf_pci, pf = %journal.pf_name, index = journal.vf_index, vnic = ?vnic, "attaching VF");
 
@@ -139,7 +141,12 @@ pub fn add<H: Host>(host: &H, ctx: &Ctx<'_>) -> Result<Value> {
 /// earlier ADD of this same attachment that was never deleted). A live owner makes the VF busy.
 fn reclaim_if_stale<H: Host>(host: &H, ctx: &Ctx<'_>, vf: &PciAddress, container_id: &str, ifname: &str) -> Result<()> {
     let Some(old) = Journal::load(&ctx.conf.state_dir, vf)? else { return Ok(()) };
-    let alive = !old.is(container_id, ifname) && old.netns.as_ref().is_some_and(|p| host.open_ns(p).is_ok());
+    // Only a namespace that is gone frees the VF: another failure to open it (EMFILE, EACCES, ...)
+    // says nothing about its pod.
+    let alive = !old.is(container_id, ifname)
+        && old.netns.as_ref().is_some_and(|p| {
+            !matches!(host.open_ns(p), Err(NetnsError::Gone { .. } | NetnsError::NotNamespace { .. }))
+        });
     if alive {
         return Err(CniError::new(
             Code::VfBusy,
@@ -182,6 +189,7 @@ fn attach_all<H: Host>(
             fault::point("pf-partial");
         }
     })?;
+    tracing::debug!("PF-side settings applied");
     fault::point("pf-configured");
 
     let pod_index = match (j.vnic_type, host_index) {
@@ -202,6 +210,7 @@ fn attach_all<H: Host>(
     let mut result = CniResult::default();
     if let Some(ipam) = ipam {
         let out = ipam.add(ctx.env)?;
+        tracing::debug!("IPAM ADD done");
         j.ipam = Some(IpamState { plugin: ipam.plugin.clone(), config: ipam.config.clone() });
         fault::point("ipam-added");
         let parsed = CniResult::parse(&out, &format!("IPAM plugin {}", ipam.plugin))?;

@@ -58,8 +58,8 @@ pub fn check<H: Host>(host: &H, ctx: &Ctx<'_>) -> Result<()> {
         if let Some(prev) = &ctx.conf.prev_result {
             config.insert("prevResult".into(), prev.clone());
         }
-        let path = crate::ipam::find_plugin(&ipam.plugin, &ctx.env.path)?;
-        crate::ipam::exec_plugin(&ipam.plugin, &path, Command::Check, ctx.env, &serde_json::Value::Object(config))?;
+        let mut plugin = crate::ipam::Ipam::new(&ipam.plugin, &ctx.env.path, &config)?;
+        plugin.call(Command::Check, ctx.env)?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use crate::config::NetConf;
 use crate::env::{Command, Env};
 use crate::error::{CniError, Code, Result};
 use crate::host::Host;
-use crate::ipam::{Ipam, exec_plugin};
+use crate::ipam::Ipam;
 use crate::journal::{IpamState, Journal};
 use crate::vf;
 
@@ -70,20 +70,12 @@ fn ipam_for(ctx: &Ctx<'_>, j: &Journal, ipam: &IpamState, command: Command) -> R
         args: ctx.env.args.clone(),
         path: ctx.env.path.clone(),
     };
-    let plugin = Ipam {
+    let mut plugin = Ipam {
         plugin: ipam.plugin.clone(),
         path: crate::ipam::find_plugin(&ipam.plugin, &env.path)?,
         config: ipam.config.clone(),
     };
-    match plugin.exec(command, &env) {
-        Err(e) if e.details.starts_with("code 1:") => {
-            // The journal was written before IPAM ADD negotiated its version.
-            let mut older = plugin.clone();
-            older.config.insert("cniVersion".into(), Value::String("1.0.0".into()));
-            older.exec(command, &env)
-        }
-        other => other,
-    }
+    plugin.call(command, &env)
 }
 
 /// Puts the VF of journal `j` back: device-info file, IPAM addresses, PF-side settings, netdev.
@@ -107,6 +99,7 @@ pub fn release<H: Host>(host: &H, ctx: &Ctx<'_>, j: &Journal) -> Vec<CniError> {
         },
         Err(e) => errors.push(e),
     }
+    tracing::debug!("PF-side settings restored");
     errors.extend(attach::take_back(host, j));
     for e in &errors {
         tracing::warn!(vf = %j.vf, %e, "restore step failed");
@@ -145,6 +138,5 @@ pub fn release_and_forget<H: Host>(host: &H, ctx: &Ctx<'_>, j: &Journal) -> Resu
 /// IPAM for a configuration without a journal (DEL of an attachment vfnet never recorded).
 pub fn ipam_without_journal(ctx: &Ctx<'_>, command: Command) -> Result<()> {
     let Some(plugin) = &ctx.conf.ipam_type else { return Ok(()) };
-    let path = crate::ipam::find_plugin(plugin, &ctx.env.path)?;
-    exec_plugin(plugin, &path, command, ctx.env, &Value::Object(ctx.conf.raw.clone())).map(|_| ())
+    Ipam::new(plugin, &ctx.env.path, &ctx.conf.raw)?.call(command, ctx.env).map(|_| ())
 }

@@ -16,7 +16,12 @@ pub fn status(ctx: &Ctx<'_>) -> Result<()> {
         let ipam =
             Ipam::new(t, &ctx.env.path, &ctx.conf.raw).map_err(|e| CniError { code: Code::NotAvailable, ..e })?;
         if ipam.speaks_1_1(ctx.env) {
-            ipam.exec(Command::Status, ctx.env)?;
+            // STATUS answers 50 or 51 (spec): keep the IPAM plugin's 51, anything else is 50.
+            ipam.exec(Command::Status, ctx.env).map_err(|e| {
+                let code =
+                    if e.details.starts_with("code 51:") { Code::NotAvailableLimited } else { Code::NotAvailable };
+                CniError { code, ..e }
+            })?;
         }
     }
     Ok(())

@@ -1,0 +1,186 @@
+//! Allocate: what a container gets for its VFs, and the files written for the CNI side.
+//!
+//! - `PCIDEVICE_<PREFIX>_<RESOURCE>` = the PCI addresses, comma-joined (prefix and resource name
+//!   upper-cased, `.` and `/` as `_`), and `..._INFO` = a JSON object per device:
+//!   `{"<pci>": {"generic": {"deviceID"}, "vfnet": {pf, pfName, vfIndex, driver, physicalNetwork,
+//!   deviceType}, "vfio": {"mount", "dev-mount"}}}` (the `generic` and `vfio` providers have the
+//!   reference device plugin's shape, so apps reading it keep working);
+//! - for `vfio-pci` pools, device nodes `/dev/vfio/vfio` and `/dev/vfio/<group>` (the host side
+//!   is `/dev/vfio/noiommu-<group>` when that is what exists);
+//! - a device-info file per device (device-info spec 1.1.0) in the devinfo directory, which
+//!   Multus hands to the CNI plugin, and the device record `<run-dir>/devices/<pci>.json` the
+//!   vfnet CNI plugin checks.
+//!
+//! IDs that are unknown or unhealthy are refused with an error naming them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use kubelet_api::deviceplugin::v1beta1::{ContainerAllocateResponse, DeviceSpec};
+use serde_json::json;
+use sriov::persist::{self, PersistError};
+use sriov::record::{DeviceRecord, DeviceType};
+
+use crate::inventory::{Device, PoolDevices};
+use crate::pools::Pool;
+
+/// Why an Allocate is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AllocateError {
+    /// The ID is not one of the pool's devices on this node.
+    #[error("device {id} is not a device of {resource} on this node")]
+    Unknown {
+        /// The ID.
+        id: String,
+        /// The pool's resource.
+        resource: String,
+    },
+    /// The device is advertised Unhealthy.
+    #[error("device {id} of {resource} is unhealthy: {reason}")]
+    Unhealthy {
+        /// The ID.
+        id: String,
+        /// The pool's resource.
+        resource: String,
+        /// Why.
+        reason: String,
+    },
+    /// A device-info file or device record could not be written.
+    #[error("cannot record the allocation of {id}: {source}")]
+    Record {
+        /// The ID.
+        id: String,
+        /// The file error, naming the file.
+        source: PersistError,
+    },
+}
+
+/// Where Allocate writes, and where device nodes are looked for.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// `--run-dir`: device records go to `<run_dir>/devices/`.
+    pub run_dir: PathBuf,
+    /// Device-info files for Multus (`/var/run/k8s.cni.cncf.io/devinfo/dp`).
+    pub devinfo_dir: PathBuf,
+    /// Root under which `dev/vfio/` is looked at (the sysfs root: `/` on a node).
+    pub dev_root: PathBuf,
+}
+
+/// `PCIDEVICE_<PREFIX>_<NAME>` for resource `<prefix>/<name>`.
+pub fn env_name(resource: &str) -> String {
+    format!("PCIDEVICE_{}", resource.to_uppercase().replace(['.', '/'], "_"))
+}
+
+/// The device-info file of `id` of `resource`: `<resource with / as ->-<id>-device.json`.
+pub fn devinfo_path(dir: &Path, resource: &str, id: &str) -> PathBuf {
+    dir.join(format!("{}-{}-device.json", resource.replace('/', "-"), id.replace('/', "-")))
+}
+
+/// The devices of `ids`, refusing unknown and unhealthy ones.
+pub fn lookup<'a>(pool: &Pool, devices: &'a PoolDevices, ids: &[String]) -> Result<Vec<&'a Device>, AllocateError> {
+    ids.iter()
+        .map(|id| {
+            let d = devices
+                .get(id)
+                .ok_or_else(|| AllocateError::Unknown { id: id.clone(), resource: pool.resource.clone() })?;
+            match &d.health {
+                crate::health::Health::Healthy => Ok(d),
+                crate::health::Health::Unhealthy(reason) => Err(AllocateError::Unhealthy {
+                    id: id.clone(),
+                    resource: pool.resource.clone(),
+                    reason: reason.clone(),
+                }),
+            }
+        })
+        .collect()
+}
+
+fn vfio_host_path(paths: &Paths, group: u32) -> String {
+    let noiommu = format!("/dev/vfio/noiommu-{group}");
+    if paths.dev_root.join(noiommu.trim_start_matches('/')).exists() { noiommu } else { format!("/dev/vfio/{group}") }
+}
+
+/// The container's response for `devices` (already looked up) of `pool`.
+pub fn response(pool: &Pool, devices: &[&Device], paths: &Paths) -> ContainerAllocateResponse {
+    let ids: Vec<String> = devices.iter().map(|d| d.pci.to_string()).collect();
+    let vfio = pool.spec.device_type == DeviceType::VfioPci;
+    let mut info = serde_json::Map::new();
+    let mut specs: BTreeMap<String, DeviceSpec> = BTreeMap::new();
+    for (d, id) in devices.iter().zip(&ids) {
+        let mut entry = json!({
+            "generic": {"deviceID": id},
+            "vfnet": {
+                "pf": d.pf.to_string(),
+                "pfName": d.pf_netdev,
+                "vfIndex": d.vf_index,
+                "driver": d.driver,
+                "physicalNetwork": pool.spec.physical_network,
+                "deviceType": pool.spec.device_type.to_string(),
+            },
+        });
+        if vfio && let Some(group) = d.iommu_group {
+            let host = vfio_host_path(paths, group);
+            let container = format!("/dev/vfio/{group}");
+            entry["vfio"] = json!({"mount": "/dev/vfio/vfio", "dev-mount": container});
+            for (host, container) in [("/dev/vfio/vfio".to_owned(), "/dev/vfio/vfio".to_owned()), (host, container)] {
+                specs.entry(host.clone()).or_insert(DeviceSpec {
+                    container_path: container,
+                    host_path: host,
+                    permissions: "rw".to_owned(),
+                });
+            }
+        }
+        info.insert(id.clone(), entry);
+    }
+    let name = env_name(&pool.resource);
+    let envs: HashMap<String, String> =
+        [(format!("{name}_INFO"), serde_json::Value::Object(info).to_string()), (name, ids.join(","))].into();
+    ContainerAllocateResponse {
+        envs,
+        mounts: vec![],
+        devices: specs.into_values().collect(),
+        annotations: HashMap::new(),
+        cdi_devices: vec![],
+    }
+}
+
+/// Writes the device-info file and the device record of each device.
+pub fn record(pool: &Pool, devices: &[&Device], paths: &Paths) -> Result<(), AllocateError> {
+    for d in devices {
+        let id = d.pci.to_string();
+        let fail = |source| AllocateError::Record { id: id.clone(), source };
+        let devinfo = json!({
+            "type": "pci",
+            "version": "1.1.0",
+            "pci": {"pci-address": id, "pf-pci-address": d.pf.to_string()},
+        });
+        persist::write_json(&devinfo_path(&paths.devinfo_dir, &pool.resource, &id), &devinfo).map_err(fail)?;
+        DeviceRecord {
+            pci: d.pci,
+            resource_name: pool.resource.clone(),
+            physical_network: pool.spec.physical_network.clone(),
+            device_type: pool.spec.device_type,
+            pf: d.pf,
+            pf_name: d.pf_netdev.clone(),
+            vf_index: d.vf_index,
+        }
+        .store(&paths.run_dir)
+        .map_err(fail)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_follow_the_reference_plugin() {
+        assert_eq!(env_name("vfnet.dev/tenant_a"), "PCIDEVICE_VFNET_DEV_TENANT_A");
+        assert_eq!(env_name("example.com/dpdk-1"), "PCIDEVICE_EXAMPLE_COM_DPDK-1");
+        assert_eq!(
+            devinfo_path(Path::new("/d"), "vfnet.dev/a", "0000:01:00.2"),
+            Path::new("/d/vfnet.dev-a-0000:01:00.2-device.json")
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! The daemon's settings (the binary fills them from flags and environment variables).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the daemon needs to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The pools file (YAML or JSON).
+    pub pools_file: PathBuf,
+    /// Resource prefix: pools are advertised as `<prefix>/<resourceName>`.
+    pub resource_prefix: String,
+    /// kubelet's root directory; sockets go to `<kubelet_dir>/device-plugins/`.
+    pub kubelet_dir: PathBuf,
+    /// vfnet's runtime directory; device records go to `<run_dir>/devices/`.
+    pub run_dir: PathBuf,
+    /// Where device-info files for Multus go.
+    pub devinfo_dir: PathBuf,
+    /// Root of the node's sysfs (and `proc/net/`): `/` on a node.
+    pub sysfs_root: PathBuf,
+    /// This node's name (the `kubernetes.io/hostname` label for node selectors).
+    pub node_name: Option<String>,
+    /// Further node labels pools' node selectors are matched against.
+    pub node_labels: BTreeMap<String, String>,
+    /// Where `/metrics` and `/healthz` are served; `None`: nowhere.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The safety-net rescan period.
+    pub rescan_interval: Duration,
+    /// How often the pools file is checked for changes.
+    pub pools_check_interval: Duration,
+    /// Listen to netlink link events and uevents (off only for tests that want the periodic
+    /// rescan alone).
+    pub kernel_events: bool,
+}
+
+impl Config {
+    /// The defaults the binary documents, for pools file `pools_file`.
+    pub fn new(pools_file: impl Into<PathBuf>) -> Self {
+        Self {
+            pools_file: pools_file.into(),
+            resource_prefix: "vfnet.dev".to_owned(),
+            kubelet_dir: PathBuf::from("/var/lib/kubelet"),
+            run_dir: PathBuf::from("/run/vfnet"),
+            devinfo_dir: PathBuf::from("/var/run/k8s.cni.cncf.io/devinfo/dp"),
+            sysfs_root: PathBuf::from("/"),
+            node_name: None,
+            node_labels: BTreeMap::new(),
+            metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9476))),
+            rescan_interval: Duration::from_secs(10),
+            pools_check_interval: Duration::from_secs(1),
+            kernel_events: true,
+        }
+    }
+
+    /// The labels node selectors see: `node_labels` plus `kubernetes.io/hostname`.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.node_labels.clone();
+        if let Some(name) = &self.node_name {
+            labels.entry("kubernetes.io/hostname".to_owned()).or_insert_with(|| name.clone());
+        }
+        labels
+    }
+}
+
+/// True if `prefix` can be the domain of an extended resource name: a DNS subdomain (lower-case
+/// letters, digits, `-` and `.`, at most 253 characters, alphanumeric at both ends).
+pub fn valid_prefix(prefix: &str) -> bool {
+    !prefix.is_empty()
+        && prefix.len() <= 253
+        && prefix.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}

@@ -1,0 +1,421 @@
+//! The daemon: loads the pools, serves one plugin per pool, and keeps every pool's device list
+//! current from scans of the node, triggered by kernel events, a periodic timer and pool reloads.
+//!
+//! Start-up checks everything first and fails with the first problem (bad prefix, bad pools
+//! file, a VF range beyond a PF): a daemon that cannot start cleanly exits. Later reloads that
+//! fail keep the last good pools serving.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sriov::sysfs::{Node, Sysfs, SysfsError};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::allocate::Paths;
+use crate::config::{self, Config};
+use crate::inventory::{self, Overlap};
+use crate::metrics::{self, Metrics};
+use crate::node::{self, NodeView};
+use crate::pools::{self, Pool, PoolsError};
+use crate::registration;
+use crate::server::{PoolState, Shared};
+use crate::watch::{self as events, Trigger};
+
+/// How long a burst of triggers is gathered into one scan.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// Why the daemon cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// `--resource-prefix` is not a DNS subdomain.
+    #[error("invalid resource prefix {0:?}: expected a DNS subdomain such as vfnet.dev")]
+    Prefix(String),
+    /// The pools file is unusable.
+    #[error(transparent)]
+    Pools(#[from] PoolsError),
+    /// sysfs could not be read at all.
+    #[error("SR-IOV discovery failed: {0}")]
+    Discovery(#[from] SysfsError),
+    /// A directory could not be created.
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The metrics address cannot be listened on.
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A blocking task died.
+    #[error("internal error: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct DaemonHandle {
+    triggers: mpsc::Sender<Trigger>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+    metrics_addr: Option<SocketAddr>,
+    metrics: Arc<Metrics>,
+}
+
+impl DaemonHandle {
+    /// Where metrics are served (the bound address: port 0 in the config gets a real port).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The daemon's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Reloads the pools file (what SIGHUP does).
+    pub fn reload(&self) {
+        let _ = self.triggers.try_send(Trigger::Reload("signal"));
+    }
+
+    /// Scans the node now.
+    pub fn rescan(&self) {
+        let _ = self.triggers.try_send(Trigger::Rescan("request"));
+    }
+
+    /// True once the daemon stopped by itself (it does not, short of a bug).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops serving every pool, removes the sockets, and waits for all of it.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+struct PoolHandle {
+    resource: String,
+    state: watch::Sender<Arc<PoolState>>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+struct Daemon {
+    config: Config,
+    sysfs: Sysfs,
+    device_plugin_dir: PathBuf,
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
+    /// The pools as loaded (all of them), to tell whether a reload changed anything.
+    loaded: Vec<Arc<Pool>>,
+    /// The pools this node serves.
+    pools: Vec<Arc<Pool>>,
+    servers: HashMap<String, PoolHandle>,
+    stopping: Vec<JoinHandle<()>>,
+    overlaps: Vec<Overlap>,
+    stop: CancellationToken,
+}
+
+/// Checks the configuration and pools, scans the node, starts serving, and returns a handle.
+pub async fn start(config: Config) -> Result<DaemonHandle, DaemonError> {
+    if !config::valid_prefix(&config.resource_prefix) {
+        return Err(DaemonError::Prefix(config.resource_prefix.clone()));
+    }
+    let device_plugin_dir = kubelet_api::deviceplugin::device_plugin_dir(&config.kubelet_dir);
+    std::fs::create_dir_all(&device_plugin_dir)
+        .map_err(|source| DaemonError::Dir { path: device_plugin_dir.clone(), source })?;
+    let sysfs = Sysfs::new(&config.sysfs_root);
+    let loaded = pools::load(&config.pools_file, &config.resource_prefix)?;
+    let view = scan(&sysfs, &loaded).await?;
+    pools::check_against_node(&loaded, &view.node, &config.pools_file)?;
+    let pools = for_this_node(&config, &loaded);
+
+    let metrics = Arc::new(Metrics::default());
+    let stop = CancellationToken::new();
+    let mut metrics_addr = None;
+    if let Some(addr) = config.metrics_addr {
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|source| DaemonError::Metrics { addr, source })?;
+        metrics_addr = listener.local_addr().ok();
+        let stale_after = (config.rescan_interval * 3).max(Duration::from_secs(30));
+        tokio::spawn(metrics::serve(listener, Arc::clone(&metrics), stale_after, stop.child_token()));
+        tracing::info!(addr = ?metrics_addr, "serving /metrics and /healthz");
+    }
+    let shared = Arc::new(Shared {
+        paths: Paths {
+            run_dir: config.run_dir.clone(),
+            devinfo_dir: config.devinfo_dir.clone(),
+            dev_root: config.sysfs_root.clone(),
+        },
+        metrics: Arc::clone(&metrics),
+    });
+    let (triggers, rx) = mpsc::channel(64);
+    let mut daemon = Daemon {
+        sysfs,
+        device_plugin_dir,
+        shared,
+        metrics: Arc::clone(&metrics),
+        loaded,
+        pools,
+        servers: HashMap::new(),
+        stopping: Vec::new(),
+        overlaps: Vec::new(),
+        stop: stop.clone(),
+        config,
+    };
+    let view = if daemon.create_vfs(&view.node).await? { scan(&daemon.sysfs, &daemon.pools).await? } else { view };
+    daemon.metrics.rescan(view.took);
+    daemon.sync(&view);
+
+    if daemon.config.kernel_events {
+        for (what, started) in [
+            ("link events", events::link_events(triggers.clone(), stop.child_token())),
+            ("uevents", events::uevents(triggers.clone(), stop.child_token())),
+        ] {
+            if let Err(e) = started {
+                tracing::warn!(error = %e, "cannot listen to {what}; the periodic rescan remains");
+            }
+        }
+    }
+    events::periodic(triggers.clone(), daemon.config.rescan_interval, stop.child_token());
+    events::file_changes(
+        triggers.clone(),
+        daemon.config.pools_file.clone(),
+        daemon.config.pools_check_interval,
+        stop.child_token(),
+    );
+    let task = tokio::spawn(daemon.run(rx));
+    Ok(DaemonHandle { triggers, stop, task, metrics_addr, metrics })
+}
+
+/// Scans the node on a blocking thread.
+async fn scan(sysfs: &Sysfs, pools: &[Arc<Pool>]) -> Result<NodeView, DaemonError> {
+    let sysfs = sysfs.clone();
+    let link_types = pools.iter().any(|p| p.selector.needs_link_types());
+    Ok(tokio::task::spawn_blocking(move || node::scan(&sysfs, link_types)).await??)
+}
+
+fn for_this_node(config: &Config, loaded: &[Arc<Pool>]) -> Vec<Arc<Pool>> {
+    let labels = config.labels();
+    loaded
+        .iter()
+        .filter(|p| {
+            let selected = p.spec.selects_node(&labels);
+            if !selected {
+                tracing::info!(pool = %p, "pool's nodeSelector does not select this node");
+            }
+            selected
+        })
+        .cloned()
+        .collect()
+}
+
+impl Daemon {
+    async fn run(mut self, mut rx: mpsc::Receiver<Trigger>) {
+        loop {
+            let first = tokio::select! {
+                t = rx.recv() => match t { Some(t) => t, None => break },
+                () = self.stop.cancelled() => break,
+            };
+            tokio::time::sleep(DEBOUNCE).await;
+            let mut reload = matches!(first, Trigger::Reload(_));
+            self.metrics.event(first.source());
+            while let Ok(t) = rx.try_recv() {
+                reload |= matches!(t, Trigger::Reload(_));
+                self.metrics.event(t.source());
+            }
+            if reload {
+                self.reload().await;
+            }
+            match scan(&self.sysfs, &self.pools).await {
+                Ok(view) => {
+                    self.metrics.rescan(view.took);
+                    self.sync(&view);
+                }
+                Err(e) => tracing::error!(error = %e, "node scan failed; keeping the last device lists"),
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// Reloads the pools file; a bad file is logged and counted, and the last good pools stay.
+    async fn reload(&mut self) {
+        let path = self.config.pools_file.clone();
+        let loaded = match pools::load(&path, &self.config.resource_prefix) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                self.metrics.reload(false);
+                tracing::error!(error = %e, "pools file rejected; keeping the last good pools");
+                return;
+            }
+        };
+        if loaded == self.loaded {
+            tracing::debug!("pools file unchanged");
+            return;
+        }
+        let checked = match scan(&self.sysfs, &loaded).await {
+            Ok(view) => pools::check_against_node(&loaded, &view.node, &path).map(|()| view).map_err(DaemonError::from),
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(view) => {
+                self.metrics.reload(true);
+                tracing::info!(pools = loaded.len(), "pools file reloaded");
+                self.pools = for_this_node(&self.config, &loaded);
+                self.loaded = loaded;
+                if let Err(e) = self.create_vfs(&view.node).await {
+                    tracing::error!(error = %e, "creating VFs for numVfs failed");
+                }
+            }
+            Err(e) => {
+                self.metrics.reload(false);
+                tracing::error!(error = %e, "pools file rejected; keeping the last good pools");
+            }
+        }
+    }
+
+    /// For pools with `numVfs`: creates VFs on the PFs they name that have none. Returns whether
+    /// it created any.
+    async fn create_vfs(&self, node: &Node) -> Result<bool, DaemonError> {
+        let mut work = Vec::new();
+        for pool in self.pools.iter().filter(|p| p.spec.num_vfs.is_some()) {
+            let wanted = pool.spec.num_vfs.unwrap_or(0);
+            for pf in node.pfs.iter().filter(|pf| pf.num_vfs == 0 && pool.selector.names_pf(pf)) {
+                if !work.iter().any(|(pci, _, _)| *pci == pf.pci) {
+                    work.push((pf.pci, wanted.min(pf.total_vfs), pool.name.clone()));
+                }
+            }
+        }
+        if work.is_empty() {
+            return Ok(false);
+        }
+        let sysfs = self.sysfs.clone();
+        tokio::task::spawn_blocking(move || {
+            for (pf, n, pool) in work {
+                match sysfs.set_num_vfs(&pf, n) {
+                    Ok(()) => tracing::info!(%pf, vfs = n, %pool, "created VFs for the pool's numVfs"),
+                    Err(e) => tracing::error!(%pf, %pool, error = %e, "cannot create VFs for the pool's numVfs"),
+                }
+            }
+        })
+        .await?;
+        Ok(true)
+    }
+
+    /// Brings every pool's server and device list in line with `view` and the current pools.
+    fn sync(&mut self, view: &NodeView) {
+        let inv = inventory::build(&self.pools, view);
+        let wanted: HashMap<&str, &str> = self.pools.iter().map(|p| (p.name.as_str(), p.resource.as_str())).collect();
+        let metrics = Arc::clone(&self.metrics);
+        let mut stopped = Vec::new();
+        self.servers.retain(|name, h| {
+            let keep = wanted.get(name.as_str()) == Some(&h.resource.as_str());
+            if !keep {
+                tracing::info!(pool = %name, resource = %h.resource, "pool removed: stopping its server");
+                h.stop.cancel();
+                metrics.remove_pool(&h.resource);
+            }
+            keep
+        });
+        for (name, h) in std::mem::take(&mut self.servers) {
+            if h.stop.is_cancelled() {
+                stopped.push(h.task);
+            } else {
+                self.servers.insert(name, h);
+            }
+        }
+        self.stopping.extend(stopped);
+        self.stopping.retain(|t| !t.is_finished());
+
+        for (pool, devices) in self.pools.iter().zip(inv.pools) {
+            self.metrics.set_pool(&pool.resource, devices.devices.len(), devices.healthy());
+            let state = PoolState { pool: Arc::clone(pool), devices };
+            match self.servers.get(&pool.name) {
+                Some(h) => {
+                    h.state.send_if_modified(|current| {
+                        if **current == state {
+                            return false;
+                        }
+                        log_changes(current, &state);
+                        *current = Arc::new(state);
+                        true
+                    });
+                }
+                None => {
+                    tracing::info!(
+                        pool = %pool,
+                        devices = state.devices.devices.len(),
+                        healthy = state.devices.healthy(),
+                        "pool added"
+                    );
+                    let (tx, rx) = watch::channel(Arc::new(state));
+                    let stop = self.stop.child_token();
+                    let task = tokio::spawn(registration::run(
+                        self.device_plugin_dir.clone(),
+                        rx,
+                        Arc::clone(&self.shared),
+                        stop.clone(),
+                    ));
+                    self.servers.insert(
+                        pool.name.clone(),
+                        PoolHandle { resource: pool.resource.clone(), state: tx, stop, task },
+                    );
+                }
+            }
+        }
+        if inv.overlaps != self.overlaps {
+            for o in &inv.overlaps {
+                tracing::warn!(vf = %o.vf, owner = %o.owner, other = %o.other, "VF selected by two pools: the first one gets it");
+            }
+            self.overlaps = inv.overlaps;
+        }
+    }
+
+    async fn shutdown(mut self) {
+        tracing::info!("stopping: removing the pools' sockets");
+        let mut tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.stopping);
+        for (_, h) in self.servers.drain() {
+            h.stop.cancel();
+            tasks.push(h.task);
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn log_changes(old: &PoolState, new: &PoolState) {
+    let pool = &new.pool;
+    for d in &new.devices.devices {
+        match old.devices.get(&d.pci.to_string()) {
+            None => tracing::info!(pool = %pool.name, device = %d.pci, health = %d.health, "device appeared"),
+            Some(o) if o.health != d.health => {
+                tracing::info!(pool = %pool.name, device = %d.pci, health = %d.health, "device health changed");
+            }
+            Some(_) => {}
+        }
+    }
+    for d in &old.devices.devices {
+        if new.devices.get(&d.pci.to_string()).is_none() {
+            tracing::info!(pool = %pool.name, device = %d.pci, "device vanished");
+        }
+    }
+    tracing::info!(
+        pool = %pool.name,
+        devices = new.devices.devices.len(),
+        healthy = new.devices.healthy(),
+        "device list changed"
+    );
+}

@@ -1,0 +1,17 @@
+//! The kubelet gRPC APIs vfnet speaks, generated at build time from `.proto` files written for
+//! this crate (`proto/`), with protox (no `protoc`) and tonic/prost:
+//!
+//! - [`deviceplugin`]: device plugin API `v1beta1` (`Registration` served by kubelet,
+//!   `DevicePlugin` served by a plugin), with kubelet's paths and constants;
+//! - [`podresources`]: pod resources API `v1` (`PodResourcesLister`, served by kubelet), with
+//!   [`podresources::allocated_devices`], a blocking helper for plain (non-async) callers such as
+//!   the CNI plugin;
+//! - [`uds`]: gRPC over unix sockets, client and server side;
+//! - `fake` (feature `fake`): kubelet's side in-process, for tests.
+
+pub mod deviceplugin;
+pub mod podresources;
+pub mod uds;
+
+#[cfg(feature = "fake")]
+pub mod fake;
