@@ -76,7 +76,9 @@ impl Host for RealHost {
         {
             return Ok(nl.clone());
         }
-        let nl = Netlink::in_netns(ns)?;
+        // The calling thread's own namespace needs no helper thread.
+        let own = Netns::current().ok().and_then(|c| c.id());
+        let nl = if id.is_some() && id == own { Netlink::new()? } else { Netlink::in_netns(ns)? };
         if let Some(id) = id {
             self.sockets.borrow_mut().push((id, nl.clone()));
         }

@@ -23,8 +23,10 @@ const SOURCES_LIST: &str = "/etc/apt/sources.list";
 const BACKPORTS_FILE: &str = "/etc/apt/sources.list.d/vfnet-backports.sources";
 /// Packages taken from bookworm itself: depmod for the guest kernel's modules, the busybox
 /// virtme-ng builds its guest init from, the reference CNI plugins the tests compare against,
-/// musl for static binaries, and iproute2 for setting the machine up by hand.
-const PACKAGES: &[&str] = &["kmod", "busybox-static", "containernetworking-plugins", "musl-tools", "iproute2"];
+/// musl for static binaries, iproute2 for setting the machine up by hand, and podman (which brings
+/// conmon, crun and containers-common) as the real CNI runtime of the VM tests.
+const PACKAGES: &[&str] =
+    &["kmod", "busybox-static", "containernetworking-plugins", "musl-tools", "iproute2", "podman"];
 const QEMU_PACKAGE: &str = "qemu-system-x86";
 /// The first QEMU release that emulates igb (the 82576 with SR-IOV); bookworm itself has 7.2.
 const QEMU_MIN_MAJOR: u32 = 8;
