@@ -21,7 +21,10 @@ pub fn init(conf: &NetConf) {
         _ => LevelFilter::INFO,
     };
     // A plain target filter: no regex engine to build at every exec.
-    let filter = Targets::new().with_default(level).with_target("netlink_proto", LevelFilter::WARN).with_target("netlink_sys", LevelFilter::WARN);
+    let filter = Targets::new()
+        .with_default(level)
+        .with_target("netlink_proto", LevelFilter::WARN)
+        .with_target("netlink_sys", LevelFilter::WARN);
     let writer: Box<dyn Fn() -> Box<dyn std::io::Write> + Send + Sync> = match conf.log_file.as_ref() {
         Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
             Ok(f) => {
