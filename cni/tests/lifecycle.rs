@@ -1111,3 +1111,23 @@ fn del_right_after_the_pod_namespace_died_waits_for_the_kernel_to_return_the_vf(
     });
     assert_eq!(rig.host.snapshot_of("host"), host_before);
 }
+
+#[test]
+fn a_chained_add_extends_the_previous_plugins_result() {
+    let rig = Rig::new();
+    let mut conf = with_ipam(&rig, rig.conf_for(rig.vf(1), json!({})));
+    merge(
+        &mut conf,
+        json!({"prevResult": {"cniVersion": "1.1.0",
+            "interfaces": [{"name": "eth0", "sandbox": rig.netns.display().to_string()}],
+            "ips": [{"address": "192.168.7.2/24", "interface": 0}],
+            "dns": {"nameservers": ["192.168.7.53"]}}}),
+    );
+    let result = rig.add(&conf);
+    assert_eq!(result["interfaces"][0]["name"], "eth0", "{result}");
+    assert_eq!(result["interfaces"][1]["name"], "net1", "{result}");
+    assert_eq!(result["ips"][0], json!({"address": "192.168.7.2/24", "interface": 0}));
+    assert_eq!(result["ips"][1]["address"], "10.9.0.5/24");
+    assert_eq!(result["ips"][1]["interface"], 1, "vfnet's address points at vfnet's interface");
+    assert_eq!(result["dns"]["nameservers"][0], "10.9.0.53", "IPAM's DNS wins over the previous one");
+}

@@ -207,6 +207,13 @@ fn attach_all<H: Host>(
     };
     fault::point("netdev-configured");
 
+    // In a chain, an earlier plugin's result comes as prevResult: vfnet's interface and
+    // addresses are added to it (spec: "pass it through or modify it").
+    let prev = match &conf.prev_result {
+        Some(p) => CniResult::parse(p, "prevResult")?,
+        None => CniResult::default(),
+    };
+    let own_index = prev.interfaces.len();
     let mut result = CniResult::default();
     if let Some(ipam) = ipam {
         let out = ipam.add(ctx.env)?;
@@ -221,7 +228,7 @@ fn attach_all<H: Host>(
             .ips
             .into_iter()
             .map(|mut ip| {
-                ip.interface = Some(0);
+                ip.interface = Some(own_index);
                 ip
             })
             .collect();
@@ -241,6 +248,12 @@ fn attach_all<H: Host>(
     };
     let sandbox = j.netns.as_ref().map(|p| p.display().to_string());
     result.interfaces = vec![attach::interface(j, link.as_ref(), sandbox)];
+    let result = CniResult {
+        interfaces: prev.interfaces.into_iter().chain(result.interfaces).collect(),
+        ips: prev.ips.into_iter().chain(result.ips).collect(),
+        routes: prev.routes.into_iter().chain(result.routes).collect(),
+        dns: result.dns.or(prev.dns),
+    };
     if let Some(path) = &j.device_info_file {
         write_device_info(path, &j.vf, &j.pf)?;
         fault::point("device-info");
