@@ -18,6 +18,7 @@ pub mod error;
 pub mod fake;
 pub mod fault;
 pub mod host;
+pub mod install;
 pub mod ipam;
 pub mod journal;
 pub mod lock;
