@@ -34,12 +34,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(240);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The container's script: report the interface, then wait until the host closes stdin.
-const REPORT: &str = "echo \"links: $(ls /sys/class/net)\"; ip addr show dev eth0; ip link show dev eth0; \
+const REPORT: &str = "echo links: $(ls /sys/class/net); ip addr show dev eth0; ip link show dev eth0; \
      echo \"device: $(readlink /sys/class/net/eth0/device)\"; cat /sys/class/net/eth0/device/uevent; \
      echo \"mtu: $(cat /sys/class/net/eth0/mtu)\"; echo vfnet-podman-ready; read -r _";
 
 /// A test's private directories (on the guest's tmpfs: podman's storage database fails to open
-/// on the 9p root).
+/// on the 9p root). Names are short: podman refuses a `--runroot` longer than 50 characters.
 struct Scratch {
     dir: PathBuf,
 }
@@ -47,11 +47,13 @@ struct Scratch {
 impl Scratch {
     fn new(name: &str) -> Result<Self> {
         let base = std::env::var_os("VFNET_SCRATCH").map_or_else(std::env::temp_dir, PathBuf::from);
-        let dir = base.join(format!("vm-podman-{name}"));
+        let dir = base.join(format!("podman-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         for sub in ["net", "state", "run", "profiles", "ipam", "storage", "runroot"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
+        let runroot = dir.join("runroot");
+        ensure!(runroot.as_os_str().len() <= 50, "podman refuses a runroot over 50 characters: {}", runroot.display());
         Ok(Self { dir })
     }
 
@@ -76,12 +78,12 @@ impl Scratch {
     /// podman's configuration: the CNI backend, vfnet's directory before Debian's plugins, and
     /// this test's conflist directory.
     fn containers_conf(&self) -> Result<PathBuf> {
-        let quote = |p: &Path| Value::from(p.to_string_lossy()).to_string();
+        let toml_str = |p: &Path| Value::from(p.to_string_lossy()).to_string();
         let conf = format!(
             "[network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [{}, {}]\nnetwork_config_dir = {}\n",
-            quote(&bin_dir()),
-            quote(Path::new(DEBIAN_CNI_DIR)),
-            quote(&self.path("net")),
+            toml_str(&bin_dir()),
+            toml_str(Path::new(DEBIAN_CNI_DIR)),
+            toml_str(&self.path("net")),
         );
         let path = self.path("containers.conf");
         std::fs::write(&path, conf)?;
@@ -133,6 +135,37 @@ impl Scratch {
     fn vfnet_log(&self) -> String {
         std::fs::read_to_string(self.path("vfnet.log")).unwrap_or_else(|e| format!("(no vfnet log: {e})"))
     }
+
+    /// The vfnet commands that succeeded, in order, with the container ID the runtime gave each
+    /// (from the log's `vfnet{cmd=… container=… ifname=…}: done` lines).
+    fn vfnet_runs(&self) -> Vec<(String, String)> {
+        let field = |line: &str, key: &str| {
+            let rest = line.split_once(&format!("{key}="))?.1;
+            let value = rest.split([' ', '}']).next()?;
+            Some(value.trim_matches('"').to_owned())
+        };
+        self.vfnet_log()
+            .lines()
+            .filter(|l| l.trim_end().ends_with(": done"))
+            .filter_map(|l| Some((field(l, "cmd")?, field(l, "container")?)))
+            .collect()
+    }
+
+    /// Fails unless vfnet's log shows exactly one ADD then a DEL for the same container, and
+    /// returns that container's ID.
+    fn add_then_del(&self) -> Result<String> {
+        let runs = self.vfnet_runs();
+        let adds: Vec<&String> = runs.iter().filter(|(c, _)| c == "ADD").map(|(_, id)| id).collect();
+        let [id] = adds[..] else { bail!("expected one vfnet ADD, the log shows {runs:?}:\n{}", self.vfnet_log()) };
+        let add_at = runs.iter().position(|(c, _)| c == "ADD").unwrap_or_default();
+        ensure!(
+            runs[add_at..].iter().any(|(c, i)| c == "DEL" && i == id),
+            "no vfnet DEL for container {id} after its ADD; the log shows {runs:?}:\n{}",
+            self.vfnet_log()
+        );
+        ensure!(id.len() == 64 && id.chars().all(|c| c.is_ascii_hexdigit()), "not a podman container ID: {id}");
+        Ok(id.clone())
+    }
 }
 
 /// `podman run` of a busybox container attached to the test network, with its output read
@@ -164,8 +197,12 @@ impl Podman {
     }
 
     fn start(mut cmd: Command) -> Result<Self> {
-        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        say(format_args!("$ podman {}", args.join(" ")));
+        let args: Vec<String> = cmd.get_args().map(|a| quote(&a.to_string_lossy())).collect();
+        let env: Vec<String> = cmd
+            .get_envs()
+            .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), quote(&v?.to_string_lossy()))))
+            .collect();
+        say(format_args!("$ {} podman {}", env.join(" "), args.join(" ")));
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -266,7 +303,9 @@ impl Seen {
         let all = lines.join("\n");
         let find = |prefix: &str| lines.iter().find_map(|l| l.trim().strip_prefix(prefix).map(str::trim));
         let links = find("links:").with_context(|| format!("no links line in:\n{all}"))?;
-        ensure!(links.split_whitespace().any(|l| l == "eth0"), "the container has no eth0 ({links}):\n{all}");
+        let mut names: Vec<&str> = links.split_whitespace().collect();
+        names.sort_unstable();
+        ensure!(names == ["eth0", "lo"], "the container's links are {links:?}, not eth0 and lo:\n{all}");
         let pci = find("PCI_SLOT_NAME=").with_context(|| format!("eth0 is not a PCI device:\n{all}"))?.to_owned();
         let address = lines
             .iter()
@@ -286,6 +325,15 @@ impl Seen {
             .with_context(|| format!("no link line for eth0 in:\n{all}"))?
             .to_owned();
         Ok(Self { pci, address, mtu, mac, flags })
+    }
+}
+
+/// `arg` as a shell word, for showing command lines.
+fn quote(arg: &str) -> String {
+    if arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c)) {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
     }
 }
 
@@ -314,11 +362,12 @@ fn podman_runs_a_container_on_a_vf_chained_with_tuning() -> Result<()> {
     let before = snapshot(&pfn, vf.index, &vf.pci)?;
     let (host_name, host_mac, _) = before.netdev.clone().context("the VF has no netdev in the host namespace")?;
     ensure!(before.pf_side.vlan == 0, "VF {} starts with vlan {}", vf.pci, before.pf_side.vlan);
-    let s = Scratch::new("tuning")?;
+    let s = Scratch::new("chain")?;
     let rootfs = s.rootfs()?;
-    s.conflist(&vf.pci, json!({"mtu": TUNED_MTU}))?;
-    say(format_args!("CONTAINERS_CONF:\n{}", std::fs::read_to_string(s.containers_conf()?)?));
-    say(format_args!("conflist: {}", std::fs::read_to_string(s.path("net").join(format!("{NETWORK}.conflist")))?));
+    let conflist = s.conflist(&vf.pci, json!({"mtu": TUNED_MTU}))?;
+    let containers_conf = std::fs::read_to_string(s.containers_conf()?)?;
+    say(format_args!("containers.conf: {}", containers_conf.trim().replace('\n', " | ")));
+    say(format_args!("{NETWORK}.conflist: {conflist}"));
 
     let started = Instant::now();
     let mut podman = Podman::start(Podman::command(&s, &rootfs, REPORT)?)?;
@@ -363,10 +412,12 @@ fn podman_runs_a_container_on_a_vf_chained_with_tuning() -> Result<()> {
     ensure!(after == before, "after podman run --rm: {after:?} != before {before:?}\nvfnet log:\n{}", s.vfnet_log());
     ensure!(!s.journal_exists(&vf.pci), "vfnet journal left in stateDir after the container ended");
     ensure!(s.reservations() == 0, "host-local still holds an address after the container ended");
+    let id = s.add_then_del()?;
     say(format_args!(
-        "after podman run --rm ({:?} in all): VF {} back in the host as {host_name} (MAC, mtu {}) with vlan {}, \
-         no journal, address released",
+        "after podman run --rm ({:?} in all): vfnet ran ADD then DEL for container {}; VF {} back in the host \
+         as {host_name} (MAC, mtu {}) with vlan {}, no journal, address released",
         started.elapsed(),
+        &id[..12],
         vf.pci,
         after.netdev.as_ref().map_or(0, |n| n.2),
         after.pf_side.vlan
@@ -383,7 +434,7 @@ fn podman_undoes_vfnet_when_the_chained_plugin_fails() -> Result<()> {
     let pfn = pf_name(&pf)?;
     let vf = pf.vfs[1].clone();
     let before = snapshot(&pfn, vf.index, &vf.pci)?;
-    let s = Scratch::new("failing-tuning")?;
+    let s = Scratch::new("fail")?;
     let rootfs = s.rootfs()?;
     s.conflist(&vf.pci, json!({"sysctl": {"net.ipv4.conf.eth0.vfnet_no_such_knob": "1"}}))?;
     let mut podman = Podman::start(Podman::command(&s, &rootfs, REPORT)?)?;
@@ -395,9 +446,12 @@ fn podman_undoes_vfnet_when_the_chained_plugin_fails() -> Result<()> {
     ensure!(after == before, "after the failed start: {after:?} != before {before:?}\nvfnet log:\n{}", s.vfnet_log());
     ensure!(!s.journal_exists(&vf.pci), "vfnet journal left after the failed start");
     ensure!(s.reservations() == 0, "host-local still holds an address after the failed start");
+    let id = s.add_then_del()?;
     say(format_args!(
-        "tuning failed after vfnet's ADD ({}); podman's teardown ran vfnet DEL: VF {} clean, vlan {}",
+        "tuning failed after vfnet's ADD ({}); podman's teardown ran vfnet DEL for container {}: VF {} exactly \
+         as before (vlan {}), no journal, address released",
         stderr.lines().find(|l| l.contains("vfnet_no_such_knob")).unwrap_or_default().trim(),
+        &id[..12],
         vf.pci,
         after.pf_side.vlan
     ));

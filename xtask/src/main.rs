@@ -10,6 +10,7 @@ mod bench;
 mod cargo;
 mod cmd;
 mod demo;
+mod image;
 mod setup;
 mod test;
 mod vm;
@@ -26,6 +27,7 @@ commands:
   test [--vm-only|--host-only]
                        the whole suite: vm-setup, fmt, clippy, host tests, then the VM tests
   demo                 boot the VM and show the node model vfnet discovers
+  static-binaries      build the image's static (musl) binaries, check and run them
   bench [--host-only|--vm-only]
                        benchmarks: discovery over 1024 fixture VFs, the device plugin, and
                        vfnet vs host-device CNI ADD/DEL/VERSION in the VM
@@ -52,6 +54,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         "test" => test::cli(rest),
         "demo" => demo::cli(rest),
         "bench" => bench::cli(rest),
+        "static-binaries" => image::check_static_binaries(),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

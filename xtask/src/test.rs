@@ -61,6 +61,7 @@ fn run_phases(scope: Scope, phases: &mut Phases) -> Result<()> {
             run(cargo_locked("clippy").args(["--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]))
         })?;
         phases.run("host tests", || run(cargo_locked("test").args(["--workspace", "--all-features"])))?;
+        phases.run("static binaries", crate::image::check_static_binaries)?;
     }
     if scope != Scope::HostOnly {
         let steps = phases.run("build VM tests", build_vm_tests)?;
