@@ -84,10 +84,17 @@ struct VmTestStep {
 fn build_vm_tests() -> Result<Vec<VmTestStep>> {
     // The binaries the VM tests drive (vfnet with its test-only fault injection, the device
     // plugin): built with every feature, their directory passed to the tests as VFNET_BIN_DIR.
-    let bins: Vec<Executable> = cargo::build(cargo_locked("build").args(["--workspace", "--bins", "--all-features"]))?
-        .into_iter()
-        .filter(|exe| !exe.test)
-        .collect();
+    let bins: Vec<Executable> = cargo::build(cargo_locked("build").args([
+        "-p",
+        "vfnet-cni",
+        "-p",
+        "vfnet-device-plugin",
+        "--bins",
+        "--all-features",
+    ]))?
+    .into_iter()
+    .filter(|exe| !exe.test)
+    .collect();
     // Copied aside so that a later build with other features cannot swap them under the VM.
     let bin_dir = crate::cmd::repo_root().join("target/vfnet-vm/bin");
     let _ = std::fs::remove_dir_all(&bin_dir);
