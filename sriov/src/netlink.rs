@@ -512,8 +512,27 @@ pub trait LinkOps {
 /// Use it from plain threads; it must not be called from inside another tokio runtime.
 #[derive(Clone)]
 pub struct Netlink {
-    rt: std::sync::Arc<tokio::runtime::Runtime>,
+    rt: std::sync::Arc<OwnedRuntime>,
     handle: Handle,
+}
+
+/// The socket's runtime. Dropped without waiting (a runtime that waits on drop panics inside
+/// another runtime, and nothing blocking ever runs on this one).
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnedRuntime {
+    fn get(&self) -> &tokio::runtime::Runtime {
+        // Only `drop` takes it out.
+        self.0.as_ref().unwrap_or_else(|| unreachable!("runtime used after drop"))
+    }
+}
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl fmt::Debug for Netlink {
@@ -527,6 +546,24 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 impl Netlink {
+    /// Runs a request to completion. From plain threads it drives the socket's own runtime; from
+    /// inside some other tokio runtime (where blocking it would panic) it does so on a scoped
+    /// helper thread.
+    fn block<F>(&self, fut: F) -> F::Output
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        let rt = self.rt.get();
+        if tokio::runtime::Handle::try_current().is_err() {
+            return rt.block_on(fut);
+        }
+        std::thread::scope(|s| match s.spawn(|| rt.block_on(fut)).join() {
+            Ok(out) => out,
+            Err(panic) => std::panic::resume_unwind(panic),
+        })
+    }
+
     /// A socket in the calling thread's namespace.
     pub fn new() -> Result<Self> {
         let rt = runtime()?;
@@ -535,7 +572,7 @@ impl Netlink {
             rtnetlink::new_connection().map_err(NetlinkError::Socket)?
         };
         rt.spawn(conn);
-        Ok(Self { rt: std::sync::Arc::new(rt), handle })
+        Ok(Self { rt: std::sync::Arc::new(OwnedRuntime(Some(rt))), handle })
     }
 
     /// A socket in namespace `ns`: created on a thread inside it, then used from anywhere (a
@@ -550,11 +587,11 @@ impl Netlink {
             })?
             .map_err(NetlinkError::Socket)?;
         rt.spawn(conn);
-        Ok(Self { rt: std::sync::Arc::new(rt), handle })
+        Ok(Self { rt: std::sync::Arc::new(OwnedRuntime(Some(rt))), handle })
     }
 
     fn get_link(&self, op: &'static str, target: String, req: rtnetlink::LinkGetRequest) -> Result<Link> {
-        let msg = self.rt.block_on(async { req.execute().try_next().await });
+        let msg = self.block(async { req.execute().try_next().await });
         match msg {
             Ok(Some(m)) => Ok(Link::from_nl(m)),
             Ok(None) => Err(NetlinkError::LinkNotFound(target)),
@@ -564,7 +601,7 @@ impl Netlink {
     }
 
     fn set_link(&self, op: &'static str, index: u32, msg: LinkMessage) -> Result<()> {
-        self.rt.block_on(self.handle.link().set(msg).execute()).map_err(|e| kernel(op, &format!("link {index}"), e))
+        self.block(self.handle.link().set(msg).execute()).map_err(|e| kernel(op, &format!("link {index}"), e))
     }
 }
 
@@ -602,8 +639,7 @@ impl LinkOps for Netlink {
 
     fn links(&self) -> Result<Vec<Link>> {
         let msgs: Vec<LinkMessage> = self
-            .rt
-            .block_on(self.handle.link().get().execute().try_collect())
+            .block(self.handle.link().get().execute().try_collect())
             .map_err(|e| kernel("dump links", "all links", e))?;
         Ok(msgs.into_iter().map(Link::from_nl).collect())
     }
@@ -623,7 +659,7 @@ impl LinkOps for Netlink {
             .append_extra_attribute(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![setting.to_vf_info(vf)])]))
             .build();
         tracing::debug!(pf_index, vf, setting = setting.name(), value = %setting.value(), "setting VF");
-        match self.rt.block_on(self.handle.link().set(msg).execute()) {
+        match self.block(self.handle.link().set(msg).execute()) {
             Ok(()) => Ok(()),
             Err(e) => match errno_of(&e) {
                 Some(errno) => {
@@ -666,8 +702,7 @@ impl LinkOps for Netlink {
     }
 
     fn add_altname(&self, index: u32, name: &str) -> Result<()> {
-        self.rt
-            .block_on(self.handle.link().property_add(index).alt_ifname(&[name]).execute())
+        self.block(self.handle.link().property_add(index).alt_ifname(&[name]).execute())
             .map_err(|e| kernel("add altname", &format!("{name} of link {index}"), e))
     }
 
@@ -680,24 +715,21 @@ impl LinkOps for Netlink {
             MacvtapMode::Private => M::Private,
         };
         let msg = rtnetlink::LinkMacVtap::new(name, parent, mode).build();
-        self.rt.block_on(self.handle.link().add(msg).execute()).map_err(|e| kernel("add macvtap", name, e))
+        self.block(self.handle.link().add(msg).execute()).map_err(|e| kernel("add macvtap", name, e))
     }
 
     fn del_link(&self, index: u32) -> Result<()> {
-        self.rt
-            .block_on(self.handle.link().del(index).execute())
+        self.block(self.handle.link().del(index).execute())
             .map_err(|e| kernel("delete link", &format!("link {index}"), e))
     }
 
     fn del_altname(&self, index: u32, name: &str) -> Result<()> {
-        self.rt
-            .block_on(self.handle.link().property_del(index).alt_ifname(&[name]).execute())
+        self.block(self.handle.link().property_del(index).alt_ifname(&[name]).execute())
             .map_err(|e| kernel("delete altname", &format!("{name} of link {index}"), e))
     }
 
     fn add_address(&self, index: u32, addr: IpPrefix) -> Result<()> {
-        self.rt
-            .block_on(self.handle.address().add(index, addr.addr, addr.prefix).execute())
+        self.block(self.handle.address().add(index, addr.addr, addr.prefix).execute())
             .map_err(|e| kernel("add address", &format!("{addr} on link {index}"), e))
     }
 
@@ -708,8 +740,7 @@ impl LinkOps for Netlink {
             target: format!("link {index}"),
             message: format!("{addr} not present"),
         })?;
-        self.rt
-            .block_on(self.handle.address().del(msg).execute())
+        self.block(self.handle.address().del(msg).execute())
             .map_err(|e| kernel("delete address", &format!("{addr} on link {index}"), e))
     }
 
@@ -732,7 +763,7 @@ impl LinkOps for Netlink {
         if let Some(metric) = route.metric {
             b = b.priority(metric);
         }
-        self.rt.block_on(self.handle.route().add(b.build()).execute()).map_err(|e| kernel("add route", &target, e))
+        self.block(self.handle.route().add(b.build()).execute()).map_err(|e| kernel("add route", &target, e))
     }
 
     fn routes(&self, oif: u32) -> Result<Vec<Route>> {
@@ -742,8 +773,7 @@ impl LinkOps for Netlink {
             RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
         ] {
             let msgs: Vec<RouteMessage> = self
-                .rt
-                .block_on(self.handle.route().get(family).execute().try_collect())
+                .block(self.handle.route().get(family).execute().try_collect())
                 .map_err(|e| kernel("dump routes", &format!("link {oif}"), e))?;
             out.extend(msgs.into_iter().filter_map(route_of).filter(|r| r.oif == Some(oif)));
         }
@@ -755,26 +785,23 @@ impl Netlink {
     /// Creates a veth pair (the host-side stand-in for a VF netdev in privileged tests).
     pub fn add_veth(&self, name: &str, peer: &str) -> Result<()> {
         let msg = rtnetlink::LinkVeth::new(name, peer).build();
-        self.rt.block_on(self.handle.link().add(msg).execute()).map_err(|e| kernel("add veth", name, e))
+        self.block(self.handle.link().add(msg).execute()).map_err(|e| kernel("add veth", name, e))
     }
 
     /// Deletes a link.
     pub fn del_link(&self, index: u32) -> Result<()> {
-        self.rt
-            .block_on(self.handle.link().del(index).execute())
+        self.block(self.handle.link().del(index).execute())
             .map_err(|e| kernel("delete link", &format!("link {index}"), e))
     }
 
     /// Adds an alternative name.
     pub fn add_altname(&self, index: u32, name: &str) -> Result<()> {
-        self.rt
-            .block_on(self.handle.link().property_add(index).alt_ifname(&[name]).execute())
+        self.block(self.handle.link().property_add(index).alt_ifname(&[name]).execute())
             .map_err(|e| kernel("add altname", &format!("{name} of link {index}"), e))
     }
 
     fn address_messages(&self, index: u32) -> Result<Vec<AddressMessage>> {
-        self.rt
-            .block_on(self.handle.address().get().set_link_index_filter(index).execute().try_collect())
+        self.block(self.handle.address().get().set_link_index_filter(index).execute().try_collect())
             .map_err(|e| kernel("dump addresses", &format!("link {index}"), e))
     }
 }

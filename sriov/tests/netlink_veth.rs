@@ -146,3 +146,14 @@ fn running_in_a_namespace_leaves_the_caller_where_it_was() {
     assert!(!inside.same_as(&before));
     assert!(Netns::current().unwrap().same_as(&before));
 }
+
+#[test]
+fn usable_from_inside_an_async_runtime() {
+    let Some((_ns, nl)) = fresh_ns("usable_from_inside_an_async_runtime") else { return };
+    // Blocking on the socket's own runtime from inside another would panic; it must not.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let lo = rt.block_on(async { nl.link_by_name("lo") }).unwrap();
+    assert_eq!(lo.name, "lo");
+    // Nor may dropping the last handle (its runtime) there.
+    rt.block_on(async move { drop(nl) });
+}

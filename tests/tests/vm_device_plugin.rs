@@ -143,9 +143,12 @@ fn advertises_pool_vfs_and_follows_numvfs_without_restart() -> Result<()> {
     igb_pf_with_vfs(4).map(drop)
 }
 
+/// Sets the PF administratively up or down, through vfnet's own netlink layer.
 fn ip_link(pf: &str, state: &str) -> Result<()> {
-    let status = std::process::Command::new("ip").args(["link", "set", pf, state]).status()?;
-    ensure!(status.success(), "ip link set {pf} {state}: {status}");
+    use sriov::netlink::{LinkOps, Netlink};
+    let nl = Netlink::new()?;
+    let index = nl.link_by_name(pf)?.index;
+    nl.set_up(index, state == "up")?;
     Ok(())
 }
 
@@ -295,4 +298,74 @@ fn vfio_pool_hands_out_device_nodes() -> Result<()> {
     wait_driver(&vf, "igbvf")?;
     ensure!(igb_pf()?.vfs.len() == 2);
     result
+}
+
+/// Allocate's answer is what Multus hands the CNI plugin: the VF it names, with the device
+/// record the daemon wrote, passes vfnet's physical-network check and attaches; a profile for
+/// another physical network is refused.
+#[test]
+#[ignore = "needs the emulated igb VM: run through cargo xtask test"]
+fn allocate_output_feeds_a_vfnet_add() -> Result<()> {
+    use serde_json::json;
+    use vfnet_e2e::cni::Invocation;
+    use vfnet_e2e::netns::NamedNetns;
+
+    let pf = igb_pf_with_vfs(4)?;
+    let _up = PfUp::new(pf.netdev.as_deref().context("PF netdev")?)?;
+    runtime()?.block_on(async {
+        let mut p = start(&pool_yaml(
+            "tenant-net",
+            ", physicalNetwork: physnet1",
+            &format!("{{pfNames: ['{}#0-1']}}", pf.netdev.as_deref().unwrap_or_default()),
+        ))
+        .await?;
+        let mut stream = p.client.list_and_watch(Empty {}).await?.into_inner();
+        until(&mut stream, Duration::from_secs(60), "2 healthy VFs", |m| m.devices.len() == 2 && all(m, "Healthy"))
+            .await?;
+        let resp = p
+            .client
+            .allocate(AllocateRequest {
+                container_requests: vec![ContainerAllocateRequest { devices_ids: vec![pf.vfs[1].pci.to_string()] }],
+            })
+            .await?
+            .into_inner();
+        let env = &resp.container_responses[0].envs;
+        // `.` and `/` become `_`; the `-` of the pool name stays, as in the reference plugin.
+        let (key, vf) = env
+            .iter()
+            .find(|(k, _)| k.starts_with("PCIDEVICE_") && !k.ends_with("_INFO"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .with_context(|| format!("no PCIDEVICE_ variable in {env:?}"))?;
+        ensure!(key == "PCIDEVICE_VFNET_DEV_TENANT-NET", "variable {key}");
+        say(format_args!("Allocate gave {key}={vf}"));
+
+        let run_dir = p._dir.path().join("run");
+        let base = p._dir.path().to_owned();
+        for (name, net) in [("physnet1", "physnet1"), ("other", "physnet2")] {
+            std::fs::create_dir_all(base.join("profiles"))?;
+            std::fs::write(
+                base.join("profiles").join(format!("{name}.json")),
+                json!({"apiVersion": "vfnet.dev/v1alpha1", "kind": "VfProfile", "metadata": {"name": name},
+                       "spec": {"vlan": 110, "physicalNetwork": net}})
+                .to_string(),
+            )?;
+        }
+        let conf = |profile: &str| {
+            json!({"cniVersion": "1.1.0", "name": "dp-net", "type": "vfnet", "deviceID": vf, "profile": profile,
+            "runDir": run_dir, "stateDir": base.join("state"), "profileDir": base.join("profiles")})
+        };
+        let pod = NamedNetns::create("vfnet-dp")?;
+        let refused = Invocation::vfnet("ADD", "ctr-other", Some(pod.path()), "net1").run(&conf("other"))?;
+        ensure!(refused.error_code() == Some(103), "a profile for physnet2 on a physnet1 VF: {refused:?}");
+        let res = Invocation::vfnet("ADD", "ctr-dp", Some(pod.path()), "net1").run(&conf("physnet1"))?.ok()?.json()?;
+        ensure!(res["interfaces"][0]["pciID"] == vf.as_str(), "{res}");
+        say(format_args!(
+            "vfnet ADD on the allocated VF {vf} under physnet1: ok; physnet2 profile refused: {}",
+            refused.stdout
+        ));
+        Invocation::vfnet("DEL", "ctr-dp", Some(pod.path()), "net1").run(&conf("physnet1"))?.ok()?;
+        p.daemon.shutdown().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    igb_pf_with_vfs(4).map(drop)
 }

@@ -408,6 +408,9 @@ fn podman_runs_a_container_on_a_vf_chained_with_tuning() -> Result<()> {
     // `podman run --rm` ends: libcni runs DEL (tuning, then vfnet).
     let (status, stderr) = podman.finish(EXIT_TIMEOUT)?;
     ensure!(status.success(), "podman exited with {status}: {stderr}\nvfnet log:\n{}", s.vfnet_log());
+    for line in stderr.lines() {
+        say(format_args!("podman stderr| {line}"));
+    }
     let after = wait_restored(&pfn, &vf, &before)?;
     ensure!(after == before, "after podman run --rm: {after:?} != before {before:?}\nvfnet log:\n{}", s.vfnet_log());
     ensure!(!s.journal_exists(&vf.pci), "vfnet journal left in stateDir after the container ended");

@@ -96,6 +96,15 @@ impl<'a> Vm<'a> {
     /// Boots the VM, runs `steps` in order (all of them, whatever each returns) and collects
     /// their results. Fails only when the run itself failed: no boot, no `done`, a timeout.
     pub(crate) fn run(&self, steps: &[Step]) -> Result<Vec<StepResult>> {
+        // One VM at a time on this machine, whoever starts it: two would share the results
+        // directory and halve each other's CPU. The lock is released when this run ends.
+        let lock_path = repo_root().join("target/vfnet-vm/vm.lock");
+        fs::create_dir_all(lock_path.parent().unwrap_or(&lock_path))?;
+        let lock = fs::File::create(&lock_path).with_context(|| format!("cannot open {}", lock_path.display()))?;
+        if lock.try_lock().is_err() {
+            println!("    another VM run holds {}; waiting for it", lock_path.display());
+            lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
+        }
         let script = self.prepare(steps)?;
         let finished = self.boot(&script, steps.len())?;
         if !self.results.join("done").exists() {
