@@ -11,7 +11,8 @@ fn main() {
             eprintln!("usage: vfnet install <cni-bin-dir>");
             std::process::exit(2);
         };
-        let installed = std::env::current_exe().and_then(|exe| vfnet_cni::install::install(&exe, std::path::Path::new(dir)));
+        let installed =
+            std::env::current_exe().and_then(|exe| vfnet_cni::install::install(&exe, std::path::Path::new(dir)));
         match installed {
             Ok(path) => {
                 eprintln!("vfnet: installed {}", path.display());

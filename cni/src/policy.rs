@@ -115,7 +115,7 @@ pub fn resolve(conf: &NetConf, profile: Option<&VfProfile>, pod_namespace: Optio
             mtu: conf.mtu,
         });
     };
-    let name = &profile.metadata.name;
+    let name = profile.name();
     let spec = &profile.spec;
     if let Some(allowed) = &spec.allowed_namespaces {
         match pod_namespace {
@@ -239,7 +239,7 @@ pub fn resolve(conf: &NetConf, profile: Option<&VfProfile>, pod_namespace: Optio
 pub fn check_physical_network(profile: Option<&VfProfile>, run_dir: &Path, vf: &PciAddress) -> Result<()> {
     let Some(profile) = profile else { return Ok(()) };
     let Some(want) = &profile.spec.physical_network else { return Ok(()) };
-    let name = &profile.metadata.name;
+    let name = profile.name();
     let path = DeviceRecord::path(run_dir, vf);
     match DeviceRecord::load(run_dir, vf)? {
         None => Err(CniError::new(

@@ -5,12 +5,21 @@
 //! - [`pool::VfPoolSpec`] (`VfPool`): which VFs become which kubelet resource on which nodes.
 //!   Read by the device plugin.
 //!
-//! The spec types are plain serde types so the CNI plugin can read them without a Kubernetes
-//! client; the cluster-side derive (`kube::CustomResource`, OpenAPI schema) comes with the CRD
-//! issue.
+//! The spec types derive `kube::CustomResource` and `schemars::JsonSchema` (without a Kubernetes
+//! client: the binaries that talk to the API server bring their own), so the generated
+//! [`VfProfile`] and [`VfPool`] are what the API serves, with OpenAPI validation: ranges, enums,
+//! patterns and, as CEL rules (`x-kubernetes-validations`), the cross-field rules. The node side
+//! still checks hand-written files with the specs' `validate()` methods.
+//!
+//! [`crd`] renders the CustomResourceDefinitions; `cargo run -p vfnet-crds --bin crdgen` writes
+//! them to `crds/` and `manifests/crds/`, and `cargo xtask test` fails when those are stale.
 
+pub mod crd;
 pub mod pool;
 pub mod profile;
+
+pub use pool::VfPool;
+pub use profile::VfProfile;
 
 /// The API group.
 pub const GROUP: &str = "vfnet.dev";

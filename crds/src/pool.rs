@@ -5,6 +5,10 @@
 //! watches `VfPool` objects in the cluster it reads them from its `--pools` file, in the same
 //! shape the API serves (`kubectl get vfpools -o yaml`).
 //!
+//! Two types hold a whole pool: [`VfPool`], the custom resource (`kube::CustomResource` on
+//! [`VfPoolSpec`], what the API serves), and [`PoolObject`], the same object as a pools file holds
+//! it, read strictly (unknown keys refused) and without a Kubernetes client.
+//!
 //! ```yaml
 //! apiVersion: vfnet.dev/v1alpha1
 //! kind: VfPool
@@ -21,6 +25,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use kube::CustomResource;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sriov::record::DeviceType;
 use sriov::{PciAddress, VfRange};
@@ -29,7 +35,7 @@ use sriov::{PciAddress, VfRange};
 pub const KIND: &str = "VfPool";
 
 /// How GetPreferredAllocation picks among free VFs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AllocationPolicy {
     /// VFs from the least used PFs first: spreads pods over uplinks.
@@ -48,56 +54,122 @@ impl fmt::Display for AllocationPolicy {
     }
 }
 
+/// A PCI address (`0000:3b:02.1`, domain optional), as the schema checks it.
+const PCI_PATTERN: &str = r"([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]";
+/// An optional VF index list after a PF (`#0-3,6`), as the schema checks it.
+const RANGE_PATTERN: &str = r"(#[0-9, -]+)?";
+
 /// Which VFs a pool takes. Each non-empty list must match (a VF is selected when it matches one
 /// entry of every list given); an empty selector selects every VF.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VfSelector {
-    /// VF PCI vendor ids, four hex digits (`8086`).
+    /// VF PCI vendor IDs, four hex digits (8086).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(pattern(r"^(0x)?[0-9a-fA-F]{4}$")))]
     pub vendors: Vec<String>,
-    /// VF PCI device ids, four hex digits (`10ca`).
+    /// VF PCI device IDs, four hex digits (10ca).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(pattern(r"^(0x)?[0-9a-fA-F]{4}$")))]
     pub devices: Vec<String>,
-    /// VF drivers (`iavf`, `igbvf`, `vfio-pci`, ...).
+    /// Drivers the VF is bound to (iavf, igbvf, vfio-pci, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(pattern(r"^[^/\s]+$")))]
     pub drivers: Vec<String>,
-    /// PF netdev names, optionally with VF indices: `ens1f0`, `ens1f0#0-3,6`.
+    /// PF netdev names, optionally with VF indices: ens1f0 (every VF), ens1f0#0-3,6 (VFs 0 to 3
+    /// and 6).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(pattern(r"^[^/:\s#]{1,15}(#[0-9, -]+)?$")))]
     pub pf_names: Vec<String>,
-    /// VF PCI addresses.
+    /// VF PCI addresses (0000:3b:02.1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(pattern(format!("^{PCI_PATTERN}$"))))]
     pub pci_addresses: Vec<String>,
-    /// PF PCI addresses, optionally with VF indices: `0000:3b:00.0#0-7`.
+    /// PF PCI addresses, optionally with VF indices: 0000:3b:00.0 (every VF), 0000:3b:00.0#0-7.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(pattern(format!("^{PCI_PATTERN}{RANGE_PATTERN}$"))))]
     pub root_devices: Vec<String>,
-    /// Link types of the VF (or, without a netdev, its PF): `ether`, `infiniband`.
+    /// Link types of the VF (or, for a VF without a netdev, of its PF): ether or infiniband.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = "^(ether|infiniband)$")))]
     pub link_types: Vec<String>,
 }
 
+/// The schema of `deviceType` ([`DeviceType`] lives in the `sriov` crate, which knows no schema).
+fn device_type_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "enum": ["netdevice", "vfio-pci"],
+        "default": "netdevice",
+    })
+}
+
 /// The spec of a `VfPool`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The doc comments are the schema's descriptions (`kubectl explain vfpool.spec`).
+// The printcolumn(...) entries repeat `type_ = "string"`, which clippy takes for a duplicate.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "vfnet.dev",
+    version = "v1alpha1",
+    kind = "VfPool",
+    plural = "vfpools",
+    shortname = "vfpool",
+    category = "vfnet",
+    derive = "PartialEq",
+    doc = "A VfPool says which SR-IOV VFs become which node resource, on which nodes: the vfnet \
+           device plugin on every node whose labels match nodeSelector advertises the VFs the \
+           selector picks as vfnet.dev/<resourceName>, for pods to request.",
+    printcolumn(
+        name = "Resource",
+        type_ = "string",
+        json_path = ".spec.resourceName",
+        description = "The resource name under the device plugin's prefix (vfnet.dev/<resourceName>)"
+    ),
+    printcolumn(
+        name = "Device type",
+        type_ = "string",
+        json_path = ".spec.deviceType",
+        description = "netdevice or vfio-pci"
+    ),
+    printcolumn(
+        name = "Node selector",
+        type_ = "string",
+        json_path = ".spec.nodeSelector",
+        description = "Labels a node must carry for the pool to apply there"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(description = "Which VFs the pool takes, on which nodes, and how they are handed to pods.")]
 pub struct VfPoolSpec {
-    /// The resource name under the daemon's prefix: `^[A-Za-z0-9_-]+$`.
+    /// The resource name under the device plugin's prefix: pods request vfnet.dev/<resourceName>.
+    /// Letters, digits, '_' and '-', at most 63 characters.
+    #[schemars(length(min = 1, max = 63), pattern(r"^[A-Za-z0-9_-]+$"))]
     pub resource_name: String,
-    /// Node labels a node must carry for the pool to apply there; empty = every node.
+    /// Labels a node must carry (all of them) for the pool to apply there. Empty: every node.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
-    /// How the VFs are handed to pods; the driver a VF must be bound to follows from it.
+    /// How the VFs are handed to pods: netdevice (a kernel network interface, the default) or
+    /// vfio-pci (bound to vfio-pci for userspace networking, with its /dev/vfio device nodes).
     #[serde(default)]
+    #[schemars(schema_with = "device_type_schema")]
     pub device_type: DeviceType,
-    /// The network the selected PFs are cabled to; profiles naming another one are refused.
+    /// The physical network the selected PFs are cabled to. VfProfiles naming another network are
+    /// refused for these VFs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), pattern(r"^\S+$"))]
     pub physical_network: Option<String>,
-    /// When a PF named by `pfNames` or `rootDevices` has no VFs, create this many.
+    /// When a PF named by pfNames or rootDevices has no VFs, create this many (1-65535).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
     pub num_vfs: Option<u32>,
-    /// Preferred-allocation policy.
+    /// How the device plugin prefers VFs for a pod: spread (the default) over the least used PFs,
+    /// or pack onto one PF before the next.
     #[serde(default)]
     pub allocation_policy: AllocationPolicy,
-    /// Which VFs.
+    /// Which VFs the pool takes. Empty: every VF of the node.
     #[serde(default)]
     pub selector: VfSelector,
 }
@@ -112,10 +184,11 @@ pub struct PoolMeta {
     pub other: BTreeMap<String, serde_json::Value>,
 }
 
-/// A `VfPool` object.
+/// A `VfPool` object as a pools file holds it: unlike [`VfPool`], unknown keys are refused and
+/// `apiVersion` and `kind` are kept (to be checked).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct VfPool {
+pub struct PoolObject {
     /// `vfnet.dev/v1alpha1`; may be left out in a pools file.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub api_version: String,
@@ -274,7 +347,22 @@ impl VfPoolSpec {
     }
 }
 
-impl VfPool {
+impl From<&VfPool> for PoolObject {
+    /// The pools-file form of a pool the API served (its name, or empty if it has none, which
+    /// [`PoolObject::validate`] refuses).
+    fn from(pool: &VfPool) -> Self {
+        use kube::Resource;
+        Self {
+            api_version: VfPool::api_version(&()).into_owned(),
+            kind: VfPool::kind(&()).into_owned(),
+            metadata: PoolMeta { name: pool.metadata.name.clone().unwrap_or_default(), other: BTreeMap::new() },
+            spec: pool.spec.clone(),
+            status: None,
+        }
+    }
+}
+
+impl PoolObject {
     /// Checks the object: apiVersion and kind if given, the name, then the spec.
     pub fn validate(&self) -> Result<(), PoolSpecError> {
         let api_version = format!("{}/{}", crate::GROUP, crate::VERSION);
@@ -306,7 +394,7 @@ impl VfPool {
 mod tests {
     use super::*;
 
-    fn pool(json: serde_json::Value) -> Result<VfPool, serde_json::Error> {
+    fn pool(json: serde_json::Value) -> Result<PoolObject, serde_json::Error> {
         serde_json::from_value(json)
     }
 
@@ -341,7 +429,7 @@ mod tests {
     #[test]
     fn validation_names_the_key() {
         let base = || pool(serde_json::json!({"metadata": {"name": "a"}, "spec": {"resourceName": "a"}})).unwrap();
-        type Mutation = Box<dyn Fn(&mut VfPool)>;
+        type Mutation = Box<dyn Fn(&mut PoolObject)>;
         let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|p| p.spec.resource_name = "a/b".into()), "spec.resourceName: \"a/b\""),
             (Box::new(|p| p.spec.resource_name = String::new()), "spec.resourceName"),

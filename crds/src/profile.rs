@@ -3,14 +3,22 @@
 //! A profile is the cluster admin's policy; network definitions that name it cannot override
 //! it. The CNI plugin reads `<profileDir>/<name>.json`, which holds the object as the API serves
 //! it (`kubectl get vfprofile NAME -o json`).
+//!
+//! [`VfProfile`] is the custom resource (`kube::CustomResource` on [`VfProfileSpec`]); its
+//! OpenAPI schema carries the ranges, enums and (as CEL rules) the cross-field rules that
+//! [`VfProfileSpec::validate`] checks on the node.
 
 use std::fmt;
 use std::path::Path;
 
+use kube::CustomResource;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// VLAN tag protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, JsonSchema)]
+// For an optional enum the type's description is the one the schema keeps: it is the field's.
+#[schemars(description = "VLAN tag protocol: 802.1Q (the default) or 802.1ad (QinQ, needs a non-zero vlan).")]
 pub enum VlanProto {
     /// IEEE 802.1Q.
     #[default]
@@ -31,8 +39,10 @@ impl fmt::Display for VlanProto {
 }
 
 /// Administrative link state of a VF.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(description = "Administrative link state of the VF: auto (follows the PF), enable (forced up) or \
+                          disable (forced down). Some drivers (igb) refuse it.")]
 pub enum LinkState {
     /// Follows the PF.
     Auto,
@@ -53,12 +63,19 @@ impl fmt::Display for LinkState {
 }
 
 /// VLANs a pod may pick for itself (inclusive).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.min <= self.max",
+    "message": "podVlanRange.min must not be above podVlanRange.max",
+    "reason": "FieldValueInvalid",
+}]))]
 pub struct VlanRange {
-    /// Lowest VLAN, 1-4094.
+    /// Lowest VLAN a pod may choose, 1-4094.
+    #[schemars(range(min = 1, max = 4094))]
     pub min: u16,
-    /// Highest VLAN, 1-4094, at least `min`.
+    /// Highest VLAN a pod may choose, 1-4094, at least min.
+    #[schemars(range(min = 1, max = 4094))]
     pub max: u16,
 }
 
@@ -71,43 +88,110 @@ impl VlanRange {
 
 /// The spec of a `VfProfile`. Every field is optional: an absent field leaves that VF setting
 /// as the network definition (or the VF) has it.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+///
+/// The doc comments are the schema's descriptions (`kubectl explain vfprofile.spec`).
+// The printcolumn(...) entries repeat `type_ = "string"`, which clippy takes for a duplicate.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "vfnet.dev",
+    version = "v1alpha1",
+    kind = "VfProfile",
+    plural = "vfprofiles",
+    shortname = "vfp",
+    category = "vfnet",
+    derive = "PartialEq",
+    doc = "A VfProfile is the cluster admin's policy for an SR-IOV network: the VLAN and VF \
+           settings every attachment naming it gets, and which namespaces may use it. Network \
+           definitions (type vfnet) name it with their profile key and cannot override it.",
+    printcolumn(name = "VLAN", type_ = "integer", json_path = ".spec.vlan", description = "VLAN ID"),
+    printcolumn(
+        name = "Physical network",
+        type_ = "string",
+        json_path = ".spec.physicalNetwork",
+        description = "The physical network the VF's pool must be cabled to"
+    ),
+    printcolumn(
+        name = "Namespaces",
+        type_ = "string",
+        json_path = ".spec.allowedNamespaces",
+        description = "Namespaces whose pods may use the profile (empty: every namespace)"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(
+    description = "The VLAN and VF settings of every attachment that names this profile, and who may use it. \
+                   Every field is optional: an absent field leaves that setting as the network definition \
+                   (or the VF) has it; a network definition key that contradicts the profile is refused.",
+    extend("x-kubernetes-validations" = [
+        {
+            "rule": "!has(self.vlanQoS) || self.vlanQoS == 0 || (has(self.vlan) && self.vlan != 0)",
+            "message": "a non-zero vlanQoS needs a non-zero vlan",
+            "fieldPath": ".vlanQoS",
+            "reason": "FieldValueInvalid",
+        },
+        {
+            "rule": "!has(self.vlanProto) || self.vlanProto != '802.1ad' || (has(self.vlan) && self.vlan != 0)",
+            "message": "vlanProto 802.1ad needs a non-zero vlan",
+            "fieldPath": ".vlanProto",
+            "reason": "FieldValueInvalid",
+        },
+        {
+            "rule": "!has(self.minTxRateMbps) || !has(self.maxTxRateMbps) || self.maxTxRateMbps == 0 || self.minTxRateMbps <= self.maxTxRateMbps",
+            "message": "minTxRateMbps must not be above maxTxRateMbps (unless maxTxRateMbps is 0, no limit)",
+            "fieldPath": ".minTxRateMbps",
+            "reason": "FieldValueInvalid",
+        },
+    ])
+)]
 pub struct VfProfileSpec {
-    /// VLAN ID, 0-4094 (0 = untagged).
+    /// VLAN ID given to the VF on its PF, 0-4094 (0: untagged, clears the VF's VLAN).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 4094))]
     pub vlan: Option<u16>,
-    /// 802.1p priority, 0-7; needs a non-zero `vlan`.
+    /// 802.1p priority (QoS) of the VF's VLAN tag, 0-7. A non-zero value needs a non-zero vlan.
     #[serde(default, rename = "vlanQoS", skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 7))]
     pub vlan_qos: Option<u8>,
-    /// Tag protocol; 802.1ad needs a non-zero `vlan`.
+    /// VLAN tag protocol: 802.1Q (the default) or 802.1ad (QinQ, needs a non-zero vlan).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vlan_proto: Option<VlanProto>,
-    /// MAC spoof checking.
+    /// MAC spoof checking on the VF: true drops frames whose source MAC is not the VF's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spoof_chk: Option<bool>,
-    /// Trusted VF mode.
+    /// Trusted VF mode: true lets the pod change its MAC and enable promiscuous or multicast
+    /// modes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<bool>,
-    /// Administrative link state.
+    /// Administrative link state of the VF: auto (follows the PF), enable (forced up) or disable
+    /// (forced down). Some drivers (igb) refuse it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_state: Option<LinkState>,
-    /// Guaranteed TX rate, Mbps (0 = none).
+    /// Guaranteed minimum TX rate of the VF in Mbps (0: none). At most maxTxRateMbps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_tx_rate_mbps: Option<u32>,
-    /// TX rate limit, Mbps (0 = none); at least `minTxRateMbps`.
+    /// TX rate limit of the VF in Mbps (0: no limit). At least minTxRateMbps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tx_rate_mbps: Option<u32>,
-    /// MTU of the pod interface, 68-65535.
+    /// MTU of the pod's interface, 68-65535.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 68, max = 65535))]
     pub mtu: Option<u32>,
-    /// The physical network the VF's pool must be cabled to.
+    /// The physical network (as a VfPool's physicalNetwork names it) the VF must be cabled to. A VF
+    /// from a pool on another network, or a VF without a device record, is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), pattern(r"^\S+$"))]
     pub physical_network: Option<String>,
-    /// Namespaces whose pods may use the profile; absent = every namespace.
+    /// Namespaces whose pods may use the profile. Absent: every namespace; an empty list: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        inner(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")),
+        extend("x-kubernetes-list-type" = "set")
+    )]
     pub allowed_namespaces: Option<Vec<String>>,
-    /// VLANs a pod may choose through `args.cni.vlan`; absent = the pod may not choose.
+    /// VLANs a pod may choose for itself through the network's args.cni.vlan (Multus cni-args).
+    /// Absent: pods may not choose. With no vlan set, a pod must choose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_vlan_range: Option<VlanRange>,
 }
@@ -183,27 +267,6 @@ impl VfProfileSpec {
     }
 }
 
-/// The object metadata a profile file needs (the API serves much more; it is ignored).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct ProfileMeta {
-    /// The profile's name.
-    pub name: String,
-}
-
-/// A `VfProfile` object as the API serves it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VfProfile {
-    /// `vfnet.dev/v1alpha1`.
-    pub api_version: String,
-    /// `VfProfile`.
-    pub kind: String,
-    /// Metadata.
-    pub metadata: ProfileMeta,
-    /// The spec.
-    pub spec: VfProfileSpec,
-}
-
 /// Why a profile file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileFileError {
@@ -251,20 +314,30 @@ impl VfProfile {
         };
         let invalid = |message: String| ProfileFileError::Invalid { path: path.clone(), message };
         let profile: VfProfile = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
-        if profile.api_version != Self::API_VERSION || profile.kind != Self::KIND {
+        // The generated type does not keep apiVersion and kind (it knows them): read them apart.
+        let types: kube::core::TypeMeta = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        if types.api_version != Self::API_VERSION || types.kind != Self::KIND {
             return Err(invalid(format!(
                 "apiVersion/kind is {}/{}, expected {}/{}",
-                profile.api_version,
-                profile.kind,
+                types.api_version,
+                types.kind,
                 Self::API_VERSION,
                 Self::KIND
             )));
         }
-        if profile.metadata.name != name {
-            return Err(invalid(format!("metadata.name is {:?}, expected {name:?}", profile.metadata.name)));
+        if profile.metadata.name.as_deref() != Some(name) {
+            return Err(invalid(format!(
+                "metadata.name is {:?}, expected {name:?}",
+                profile.metadata.name.as_deref().unwrap_or_default()
+            )));
         }
         profile.spec.validate().map_err(|e| invalid(format!("spec.{e}")))?;
         Ok(profile)
+    }
+
+    /// The profile's name (`metadata.name`; empty if unset, which [`VfProfile::load`] refuses).
+    pub fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
     }
 }
 

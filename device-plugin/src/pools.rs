@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crds::pool::{PoolMeta, PoolSpecError, VfPool, VfPoolSpec};
+use crds::pool::{PoolMeta, PoolObject as VfPool, PoolSpecError, VfPoolSpec};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use sriov::range::VfRangeError;

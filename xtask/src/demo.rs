@@ -32,11 +32,29 @@ pub(crate) fn cli(args: &[String]) -> Result<()> {
     .find(|exe| exe.target == "node-report")
     .context("cargo built no node-report executable")?;
 
-    let steps = vec![Step {
-        name: "node-report".to_owned(),
-        command: format!("{} --numvfs 4", shell_quote(&node_report.path.to_string_lossy())),
-        narration: "Discovered node model (4 VFs created on every igb PF):".to_owned(),
-    }];
+    println!("==> building vfnet, the device plugin and the demo driver");
+    let bin_dir = crate::test::build_binaries()?;
+    let demo = cargo::build(cargo_locked("build").args(["-p", "vfnet-e2e", "--bin", "vfnet-demo"]))?
+        .into_iter()
+        .find(|exe| exe.target == "vfnet-demo")
+        .context("cargo built no vfnet-demo executable")?;
+
+    let steps = vec![
+        Step {
+            name: "node-report".to_owned(),
+            command: format!("{} --numvfs 4", shell_quote(&node_report.path.to_string_lossy())),
+            narration: "Discovered node model (4 VFs created on every igb PF):".to_owned(),
+        },
+        Step {
+            name: "story".to_owned(),
+            command: format!(
+                "VFNET_BIN_DIR={} {}",
+                shell_quote(&bin_dir.to_string_lossy()),
+                shell_quote(&demo.path.to_string_lossy())
+            ),
+            narration: "The whole flow: device plugin, profiles, two tenants' pods, a refusal, DEL:".to_owned(),
+        },
+    ];
 
     println!("Booting the emulated igb NIC…");
     let results = Vm::new(&tools, "demo").run(&steps)?;

@@ -11,6 +11,7 @@ mod cargo;
 mod cmd;
 mod demo;
 mod image;
+mod manifests;
 mod setup;
 mod test;
 mod vm;
@@ -23,9 +24,13 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  vm-setup             install what the emulated-igb VM needs (idempotent; Debian bookworm, root)
+  vm-setup             install what the emulated-igb VM needs, and the manifest validation tools
+                       (idempotent; Debian bookworm, root)
   test [--vm-only|--host-only]
-                       the whole suite: vm-setup, fmt, clippy, host tests, then the VM tests
+                       the whole suite: vm-setup, fmt, CRD freshness, manifest validation,
+                       clippy, host tests, then the VM tests
+  crdgen               regenerate the CRD YAML (crds/ and manifests/crds/)
+  manifests            check the CRD YAML is current and validate manifests/ offline
   demo                 boot the VM and show the node model vfnet discovers
   static-binaries      build the image's static (musl) binaries, check and run them
   bench [--host-only|--vm-only]
@@ -54,6 +59,8 @@ fn dispatch(args: &[String]) -> Result<()> {
         "test" => test::cli(rest),
         "demo" => demo::cli(rest),
         "bench" => bench::cli(rest),
+        "crdgen" => manifests::crdgen_cli(rest),
+        "manifests" => manifests::cli(rest),
         "static-binaries" => image::check_static_binaries(),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");

