@@ -326,6 +326,12 @@ async fn reregisters_after_a_kubelet_restart_with_the_same_devices() {
     }
     let after = watch(&mut client(&r, "vfnet.dev/tenant").await).await.message().await.unwrap().unwrap();
     assert_eq!(devices(&before), devices(&after), "same device IDs after re-registration");
+    // The fake kubelet records a Register when it arrives; the daemon counts it when the call
+    // returns, a moment later.
+    let counted = Instant::now();
+    while r.daemon.metrics().registrations("vfnet.dev/tenant") < 2 && counted.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(r.daemon.metrics().registrations("vfnet.dev/tenant"), 2);
     r.daemon.shutdown().await;
 }
