@@ -10,6 +10,25 @@
 //! - [`pci`], [`mac`], [`range`]: validated newtypes for PCI addresses, MAC addresses and VF
 //!   index ranges.
 
+/// Serializes a type as its `Display` string and deserializes it through `FromStr`, so files and
+/// JSON carry `0000:03:02.3`, `02:00:5e:10:00:01`, `10.1.2.3/24` rather than structs.
+macro_rules! serde_as_string {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 pub mod mac;
 pub mod netlink;
 pub mod netns;

@@ -303,7 +303,7 @@ fn crash_at_every_add_step_then_del_restores() -> Result<()> {
     let before = snapshot(&pfn, vf.index, &vf.pci)?;
     let s = Scratch::new("crash")?;
     let info = s.dir.join("devinfo.json");
-    for point in vfnet_cni_points() {
+    for &point in vfnet_cni::fault::ADD_POINTS {
         let pod = NamedNetns::create("vfnet-crash")?;
         let conf = s.config(
             "net-c",
@@ -327,24 +327,6 @@ fn crash_at_every_add_step_then_del_restores() -> Result<()> {
         say(format_args!("crash at {point:<17} then DEL: VF {} exactly as before", vf.pci));
     }
     Ok(())
-}
-
-/// The plugin's crash points (kept in sync with `cni/src/fault.rs`; a stale list fails here
-/// because an unknown point never crashes).
-fn vfnet_cni_points() -> Vec<&'static str> {
-    vec![
-        "journaled",
-        "pf-partial",
-        "pf-configured",
-        "moved-to-temp",
-        "renamed",
-        "moved-to-pod",
-        "netdev-configured",
-        "ipam-added",
-        "addresses",
-        "device-info",
-        "complete",
-    ]
 }
 
 #[test]
