@@ -59,7 +59,10 @@ pub fn move_into_pod<H: Host>(host: &H, index: u32, vf: &PciAddress, pod: &H::Ns
     let mut names: Vec<&str> = vec![current.name.as_str(), j.ifname.as_str()];
     names.extend(current.altnames.iter().map(String::as_str));
     if names_free(&pod_links, &names)? {
-        host_links.set_up(index, false)?;
+        // Renaming needs it down; a VF nobody uses usually is (and each request counts).
+        if current.up {
+            host_links.set_up(index, false)?;
+        }
         host_links.set_netns(index, pod)?;
         tracing::debug!("VF netdev moved straight into the pod");
         fault::point("moved-to-temp");
@@ -71,7 +74,9 @@ pub fn move_into_pod<H: Host>(host: &H, index: u32, vf: &PciAddress, pod: &H::Ns
     }
     let temp = host.temp_ns()?;
     let temp_links = host.links(&temp)?;
-    host_links.set_up(index, false)?;
+    if current.up {
+        host_links.set_up(index, false)?;
+    }
     host_links.set_netns(index, &temp)?;
     tracing::debug!("VF netdev moved to the private namespace");
     fault::point("moved-to-temp");
