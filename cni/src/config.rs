@@ -9,8 +9,9 @@
 //! the VF's VLAN untouched, and `vlan: 0` clears it.
 //!
 //! vfnet adds `vnicType`, `macvtapMode`, `profile`, `mtu`, `resourceName`, `stateDir`,
-//! `profileDir`, `runDir`, `logFormat`, and reads `args.cni.vlan` (a pod's VLAN choice, only
-//! inside a profile's `podVlanRange`) and `runtimeConfig.CNIDeviceInfoFile`.
+//! `profileDir`, `runDir`, `logFormat`, `kubeconfig` (where to fetch a profile missing from
+//! `profileDir`), and reads `args.cni.vlan` (a pod's VLAN choice, only inside a profile's
+//! `podVlanRange`) and `runtimeConfig.CNIDeviceInfoFile`.
 //!
 //! Keys are read one by one from the JSON object (not through a derived struct) so that every
 //! error names the key and the value.
@@ -123,6 +124,8 @@ pub struct NetConf {
     pub state_dir: PathBuf,
     /// `profileDir`.
     pub profile_dir: PathBuf,
+    /// `kubeconfig`: the API server to ask for a profile missing from `profileDir`.
+    pub kubeconfig: Option<PathBuf>,
     /// `runDir`.
     pub run_dir: PathBuf,
     /// `logLevel`.
@@ -309,6 +312,10 @@ impl NetConf {
         {
             return Err(bad_config("profile", format!("{p:?} is not a VfProfile name")));
         }
+        let kubeconfig = match string(&raw, "kubeconfig")? {
+            Some(k) if k.is_empty() => return Err(bad_config("kubeconfig", "\"\" is not a path")),
+            k => k.map(PathBuf::from),
+        };
         let log_json = match string(&raw, "logFormat")?.as_deref() {
             None | Some("text") => false,
             Some("json") => true,
@@ -338,6 +345,7 @@ impl NetConf {
             pod_vlan,
             state_dir: string(&raw, "stateDir")?.map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from),
             profile_dir: string(&raw, "profileDir")?.map_or_else(|| PathBuf::from(DEFAULT_PROFILE_DIR), PathBuf::from),
+            kubeconfig,
             run_dir: string(&raw, "runDir")?.map_or_else(|| PathBuf::from(DEFAULT_RUN_DIR), PathBuf::from),
             log_level: string(&raw, "logLevel")?,
             log_file: string(&raw, "logFile")?.map(PathBuf::from),
@@ -385,6 +393,9 @@ mod tests {
         assert_eq!(c.ipam_type.as_deref(), Some("host-local"));
         assert_eq!(c.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
         assert_eq!(c.vnic_type, None);
+        assert_eq!(c.kubeconfig, None);
+        let c = parse(base(serde_json::json!({"kubeconfig": "/etc/cni/net.d/multus.d/multus.kubeconfig"}))).unwrap();
+        assert_eq!(c.kubeconfig, Some(PathBuf::from("/etc/cni/net.d/multus.d/multus.kubeconfig")));
     }
 
     #[test]
@@ -464,6 +475,8 @@ mod tests {
             (serde_json::json!({"args": {"cni": {"vlan": 5000}}}), "invalid args.cni.vlan: 5000 is outside 1-4094"),
             (serde_json::json!({"ipam": {"type": "../evil"}}), "invalid ipam.type: \"../evil\" is not a plugin name"),
             (serde_json::json!({"profile": "a/b"}), "invalid profile: \"a/b\" is not a VfProfile name"),
+            (serde_json::json!({"kubeconfig": ""}), "invalid kubeconfig: \"\" is not a path"),
+            (serde_json::json!({"kubeconfig": 1}), "invalid kubeconfig: 1 is not a string"),
         ] {
             let e = parse(base(extra.clone())).unwrap_err();
             assert_eq!((e.code, e.msg.as_str()), (Code::InvalidConfig, want), "{extra}");

@@ -12,8 +12,13 @@
 //!
 //! Without a profile, the network definition is applied as sriov-cni would, except that
 //! `args.cni.vlan` is refused: only a profile can delegate the VLAN choice to pods.
+//!
+//! Profiles are read from `<profileDir>/<name>.json` (the device plugin mirrors them there). When
+//! the file is missing and the configuration has a `kubeconfig`, the profile is fetched from the
+//! API server (3 s in all) and applied exactly as a file would be.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crds::profile::{self as p, VfProfile};
 use sriov::netlink::{VfLinkState, VfSetting, VfState, VlanProto};
@@ -83,12 +88,104 @@ fn link_state_of(s: p::LinkState) -> VfLinkState {
     }
 }
 
-/// Loads the profile a configuration names, if any.
+/// How long the API server gets, in all, to serve a profile missing from `profileDir`.
+pub const API_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Loads the profile a configuration names, if any: from `profileDir`, else (with a
+/// `kubeconfig`) from the API server.
 pub fn load_profile(conf: &NetConf) -> Result<Option<VfProfile>> {
     let Some(name) = &conf.profile else { return Ok(None) };
-    VfProfile::load(&conf.profile_dir, name).map(Some).map_err(|e| match e {
-        crds::profile::ProfileFileError::NotFound { .. } => CniError::new(Code::ProfileNotFound, e.to_string()),
-        other => CniError::new(Code::InvalidConfig, other.to_string()),
+    match VfProfile::load(&conf.profile_dir, name) {
+        Ok(profile) => Ok(Some(profile)),
+        Err(e @ crds::profile::ProfileFileError::NotFound { .. }) => match &conf.kubeconfig {
+            None => Err(CniError::new(Code::ProfileNotFound, e.to_string())),
+            Some(kubeconfig) => {
+                tracing::info!(profile = %name, kubeconfig = %kubeconfig.display(), "{e}: asking the API server");
+                match fetch_profile(kubeconfig, name) {
+                    Ok(Some(profile)) => check_fetched(profile, name).map(Some),
+                    Ok(None) => Err(CniError::new(
+                        Code::ProfileNotFound,
+                        format!(
+                            "{e}, and the API server (kubeconfig {}) has no VfProfile {name}",
+                            kubeconfig.display()
+                        ),
+                    )),
+                    Err(Fetch::Invalid(msg)) => Err(CniError::new(
+                        Code::InvalidConfig,
+                        format!("VfProfile {name} from the API server is not valid: {msg}"),
+                    )),
+                    Err(Fetch::Failed(api)) => Err(CniError::new(
+                        Code::ProfileNotFound,
+                        format!(
+                            "{e}, and the API server (kubeconfig {}) did not serve it: {api}",
+                            kubeconfig.display()
+                        ),
+                    )),
+                }
+            }
+        },
+        Err(other) => Err(CniError::new(Code::InvalidConfig, other.to_string())),
+    }
+}
+
+/// The checks a profile file gets, for a profile the API server served.
+fn check_fetched(profile: VfProfile, name: &str) -> Result<VfProfile> {
+    let invalid = |msg: String| {
+        CniError::new(Code::InvalidConfig, format!("VfProfile {name} from the API server is not valid: {msg}"))
+    };
+    if profile.name() != name {
+        return Err(invalid(format!("metadata.name is {:?}", profile.name())));
+    }
+    profile.spec.validate().map_err(|e| invalid(format!("spec.{e}")))?;
+    Ok(profile)
+}
+
+/// Why the API server did not yield a profile.
+enum Fetch {
+    /// It served something that is not a valid VfProfile.
+    Invalid(String),
+    /// It could not be asked, or did not answer (in time).
+    Failed(String),
+}
+
+/// Fetches VfProfile `name` from the API server of `kubeconfig` (`None`: it has none), within
+/// [`API_TIMEOUT`]. The client and its runtime exist only on this path.
+fn fetch_profile(kubeconfig: &Path, name: &str) -> std::result::Result<Option<VfProfile>, Fetch> {
+    // With the causes: kube's own message alone can be as terse as "client error (Connect)".
+    let failed = |e: &dyn std::error::Error| {
+        let mut msg = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            let m = c.to_string();
+            if !msg.contains(&m) {
+                msg = format!("{msg}: {m}");
+            }
+            cause = c.source();
+        }
+        Fetch::Failed(msg)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Fetch::Failed(format!("cannot start a runtime: {e}")))?;
+    let fetch = async {
+        let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| failed(&e))?;
+        let mut config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| failed(&e))?;
+        config.connect_timeout = Some(API_TIMEOUT);
+        config.read_timeout = Some(API_TIMEOUT);
+        let client = kube::Client::try_from(config).map_err(|e| failed(&e))?;
+        let api: kube::Api<VfProfile> = kube::Api::all(client);
+        api.get_opt(name).await.map_err(|e| match e {
+            kube::Error::SerdeError(e) => Fetch::Invalid(e.to_string()),
+            other => failed(&other),
+        })
+    };
+    runtime.block_on(async {
+        tokio::time::timeout(API_TIMEOUT, fetch)
+            .await
+            .unwrap_or_else(|_| Err(Fetch::Failed(format!("no answer within {}s", API_TIMEOUT.as_secs()))))
     })
 }
 

@@ -8,8 +8,11 @@ use std::time::Duration;
 /// Everything the daemon needs to know.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The pools file (YAML or JSON).
+    /// The pools file (YAML or JSON). Unused in cluster mode.
     pub pools_file: PathBuf,
+    /// Cluster mode: the API server to sync profiles, pools and the node's labels with (see
+    /// [`crate::cluster`]); `None`: the pools file alone.
+    pub cluster: Option<kube::Config>,
     /// Resource prefix: pools are advertised as `<prefix>/<resourceName>`.
     pub resource_prefix: String,
     /// kubelet's root directory; sockets go to `<kubelet_dir>/device-plugins/`.
@@ -20,9 +23,11 @@ pub struct Config {
     pub devinfo_dir: PathBuf,
     /// Root of the node's sysfs (and `proc/net/`): `/` on a node.
     pub sysfs_root: PathBuf,
-    /// This node's name (the `kubernetes.io/hostname` label for node selectors).
+    /// This node's name (the `kubernetes.io/hostname` label for node selectors; in cluster mode,
+    /// required: the Node whose labels select pools, and the Events' reporting instance).
     pub node_name: Option<String>,
-    /// Further node labels pools' node selectors are matched against.
+    /// Further node labels pools' node selectors are matched against (file mode; in cluster mode
+    /// the Node's labels are used).
     pub node_labels: BTreeMap<String, String>,
     /// Where `/metrics` and `/healthz` are served; `None`: nowhere.
     pub metrics_addr: Option<SocketAddr>,
@@ -40,6 +45,7 @@ impl Config {
     pub fn new(pools_file: impl Into<PathBuf>) -> Self {
         Self {
             pools_file: pools_file.into(),
+            cluster: None,
             resource_prefix: "vfnet.dev".to_owned(),
             kubelet_dir: PathBuf::from("/var/lib/kubelet"),
             run_dir: PathBuf::from("/run/vfnet"),

@@ -1,13 +1,17 @@
 //! The daemon: loads the pools, serves one plugin per pool, and keeps every pool's device list
 //! current from scans of the node, triggered by kernel events, a periodic timer and pool reloads.
 //!
+//! The pools come from the pools file, or in cluster mode ([`Config::cluster`]) from the API
+//! server's VfPools (see [`crate::cluster`]); both go through the same reload path.
+//!
 //! Start-up checks everything first and fails with the first problem (bad prefix, bad pools
 //! file, a VF range beyond a PF): a daemon that cannot start cleanly exits. Later reloads that
-//! fail keep the last good pools serving.
+//! fail keep the last good pools serving. Cluster pools are checked one by one instead: a bad
+//! pool is set aside (its last good version stays, if it had one) and reported as an Event.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,11 +21,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::allocate::Paths;
+use crate::cluster::{self, ClusterSync, PoolReport, PoolStatus};
 use crate::config::{self, Config};
 use crate::inventory::{self, Overlap};
 use crate::metrics::{self, Metrics};
 use crate::node::{self, NodeView};
-use crate::pools::{self, Pool, PoolsError};
+use crate::pools::{self, Pool, PoolsError, Refused};
 use crate::registration;
 use crate::server::{PoolState, Shared};
 use crate::watch::{self as events, Trigger};
@@ -60,6 +65,12 @@ pub enum DaemonError {
     /// A blocking task died.
     #[error("internal error: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// Cluster mode without a node name.
+    #[error("cluster mode needs --node-name (VFNET_NODE_NAME): the Node whose labels select the pools")]
+    NodeName,
+    /// The Kubernetes client cannot be built from the cluster configuration.
+    #[error("cannot build a Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
 }
 
 /// A running daemon.
@@ -83,7 +94,7 @@ impl DaemonHandle {
         &self.metrics
     }
 
-    /// Reloads the pools file (what SIGHUP does).
+    /// Reloads the pools: the file, or in cluster mode the cluster's (what SIGHUP does).
     pub fn reload(&self) {
         let _ = self.triggers.try_send(Trigger::Reload("signal"));
     }
@@ -112,8 +123,17 @@ struct PoolHandle {
     task: JoinHandle<()>,
 }
 
+/// Where the pools come from.
+enum Source {
+    /// The pools file.
+    File,
+    /// The API server.
+    Cluster(ClusterSync),
+}
+
 struct Daemon {
     config: Config,
+    source: Source,
     sysfs: Sysfs,
     device_plugin_dir: PathBuf,
     shared: Arc<Shared>,
@@ -122,6 +142,8 @@ struct Daemon {
     loaded: Vec<Arc<Pool>>,
     /// The pools this node serves.
     pools: Vec<Arc<Pool>>,
+    /// Cluster mode: the pools the last cluster reload set aside, reported after the next sync.
+    refused: Option<Vec<Refused>>,
     servers: HashMap<String, PoolHandle>,
     stopping: Vec<JoinHandle<()>>,
     overlaps: Vec<Overlap>,
@@ -137,10 +159,26 @@ pub async fn start(config: Config) -> Result<DaemonHandle, DaemonError> {
     std::fs::create_dir_all(&device_plugin_dir)
         .map_err(|source| DaemonError::Dir { path: device_plugin_dir.clone(), source })?;
     let sysfs = Sysfs::new(&config.sysfs_root);
-    let loaded = pools::load(&config.pools_file, &config.resource_prefix)?;
-    let view = scan(&sysfs, &loaded).await?;
-    pools::check_against_node(&loaded, &view.node, &config.pools_file)?;
-    let pools = for_this_node(&config, &loaded);
+    let client = match &config.cluster {
+        None => None,
+        Some(kube_config) => {
+            let node = config.node_name.clone().ok_or(DaemonError::NodeName)?;
+            Some((kube::Client::try_from(kube_config.clone()).map_err(DaemonError::Client)?, node))
+        }
+    };
+    let (loaded, pools, view) = if client.is_none() {
+        let loaded = pools::load(&config.pools_file, &config.resource_prefix)?;
+        let view = scan(&sysfs, &loaded).await?;
+        pools::check_against_node(&loaded, &view.node, &config.pools_file)?;
+        let pools = for_this_node(&config, &loaded);
+        (loaded, pools, view)
+    } else {
+        // Until the API server answers: the cluster pools served before the restart.
+        let mut loaded = load_cache(&config);
+        let view = scan(&sysfs, &loaded).await?;
+        loaded.retain(|p| pools::out_of_range(p, &view.node).is_none());
+        (loaded.clone(), loaded, view)
+    };
 
     let metrics = Arc::new(Metrics::default());
     let stop = CancellationToken::new();
@@ -162,7 +200,15 @@ pub async fn start(config: Config) -> Result<DaemonHandle, DaemonError> {
         metrics: Arc::clone(&metrics),
     });
     let (triggers, rx) = mpsc::channel(64);
+    let source = match client {
+        None => Source::File,
+        Some((client, node)) => {
+            Source::Cluster(cluster::start(client, node, &config.run_dir, triggers.clone(), stop.child_token()))
+        }
+    };
     let mut daemon = Daemon {
+        source,
+        refused: None,
         sysfs,
         device_plugin_dir,
         shared,
@@ -190,12 +236,14 @@ pub async fn start(config: Config) -> Result<DaemonHandle, DaemonError> {
         }
     }
     events::periodic(triggers.clone(), daemon.config.rescan_interval, stop.child_token());
-    events::file_changes(
-        triggers.clone(),
-        daemon.config.pools_file.clone(),
-        daemon.config.pools_check_interval,
-        stop.child_token(),
-    );
+    if matches!(daemon.source, Source::File) {
+        events::file_changes(
+            triggers.clone(),
+            daemon.config.pools_file.clone(),
+            daemon.config.pools_check_interval,
+            stop.child_token(),
+        );
+    }
     let task = tokio::spawn(daemon.run(rx));
     Ok(DaemonHandle { triggers, stop, task, metrics_addr, metrics })
 }
@@ -205,6 +253,37 @@ async fn scan(sysfs: &Sysfs, pools: &[Arc<Pool>]) -> Result<NodeView, DaemonErro
     let sysfs = sysfs.clone();
     let link_types = pools.iter().any(|p| p.selector.needs_link_types());
     Ok(tokio::task::spawn_blocking(move || node::scan(&sysfs, link_types)).await??)
+}
+
+/// The cluster pools cached by the last run (`<run-dir>/cluster-pools.json`); none if there is
+/// no usable cache.
+fn load_cache(config: &Config) -> Vec<Arc<Pool>> {
+    let path = cache_path(config);
+    if !path.exists() {
+        return Vec::new();
+    }
+    match pools::load(&path, &config.resource_prefix) {
+        Ok(pools) => {
+            if !pools.is_empty() {
+                tracing::info!(pools = pools.len(), "serving the cached cluster pools until the API server answers");
+            }
+            pools
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the cluster pools cache");
+            Vec::new()
+        }
+    }
+}
+
+fn cache_path(config: &Config) -> PathBuf {
+    config.run_dir.join(cluster::CACHE_FILE)
+}
+
+fn store_cache(path: &Path, pools: &[Arc<Pool>]) {
+    if let Err(e) = sriov::persist::write_json(path, &pools::to_objects(pools)) {
+        tracing::warn!(error = %e, "cannot cache the cluster pools");
+    }
 }
 
 fn for_this_node(config: &Config, loaded: &[Arc<Pool>]) -> Vec<Arc<Pool>> {
@@ -246,12 +325,101 @@ impl Daemon {
                 }
                 Err(e) => tracing::error!(error = %e, "node scan failed; keeping the last device lists"),
             }
+            self.report();
         }
         self.shutdown().await;
     }
 
-    /// Reloads the pools file; a bad file is logged and counted, and the last good pools stay.
+    /// Reloads the pools (from the file or the cluster).
     async fn reload(&mut self) {
+        if matches!(self.source, Source::Cluster(_)) {
+            self.reload_cluster().await;
+        } else {
+            self.reload_file().await;
+        }
+    }
+
+    /// Applies the cluster pools selected for this node. Each pool is checked on its own: a bad
+    /// one is set aside with its reason (keeping its last good version if it had one), the others
+    /// are served.
+    async fn reload_cluster(&mut self) {
+        let Source::Cluster(sync) = &self.source else { return };
+        let Some(desired) = sync.desired.borrow().clone() else {
+            tracing::debug!("cluster pools not listed yet");
+            return;
+        };
+        let (mut loaded, mut refused) = pools::from_cluster(&desired, &self.config.resource_prefix);
+        let view = match scan(&self.sysfs, &loaded).await {
+            Ok(view) => view,
+            Err(e) => {
+                self.metrics.reload(false);
+                tracing::error!(error = %e, "node scan failed; keeping the current pools");
+                return;
+            }
+        };
+        loaded.retain(|p| match pools::out_of_range(p, &view.node) {
+            Some((key, e)) => {
+                refused.push(Refused { name: p.name.clone(), reason: format!("{key}: {e}") });
+                false
+            }
+            None => true,
+        });
+        for r in &mut refused {
+            let last_good = self.loaded.iter().find(|p| p.name == r.name);
+            match last_good {
+                Some(p) if !loaded.iter().any(|q| q.resource == p.resource) => {
+                    tracing::warn!(pool = %r.name, reason = %r.reason, "VfPool refused; keeping its last good version");
+                    loaded.push(Arc::clone(p));
+                    r.reason.push_str(" (its last good version stays advertised)");
+                }
+                _ => tracing::warn!(pool = %r.name, reason = %r.reason, "VfPool refused"),
+            }
+        }
+        loaded.sort_by(|a, b| a.name.cmp(&b.name));
+        self.metrics.reload(refused.is_empty());
+        self.refused = Some(refused);
+        if loaded == self.loaded {
+            tracing::debug!("cluster pools unchanged");
+            return;
+        }
+        tracing::info!(
+            pools = loaded.len(),
+            names = %loaded.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(","),
+            "cluster pools applied"
+        );
+        store_cache(&cache_path(&self.config), &loaded);
+        self.pools = loaded.clone();
+        self.loaded = loaded;
+        if let Err(e) = self.create_vfs(&view.node).await {
+            tracing::error!(error = %e, "creating VFs for numVfs failed");
+        }
+    }
+
+    /// Cluster mode, after a reload and the sync that follows it: every selected pool's state on
+    /// this node, for the Events.
+    fn report(&mut self) {
+        let Source::Cluster(sync) = &self.source else { return };
+        let Some(refused) = self.refused.take() else { return };
+        let mut reports: Vec<PoolReport> = refused
+            .into_iter()
+            .map(|r| PoolReport { pool: r.name, status: PoolStatus::Invalid { reason: r.reason }, devices: 0 })
+            .collect();
+        for pool in &self.pools {
+            if reports.iter().any(|r| r.pool == pool.name) {
+                continue;
+            }
+            let devices = self.servers.get(&pool.name).map_or(0, |h| h.state.borrow().devices.devices.len());
+            reports.push(PoolReport {
+                pool: pool.name.clone(),
+                status: PoolStatus::Advertised { resource: pool.resource.clone() },
+                devices,
+            });
+        }
+        let _ = sync.reports.send(reports);
+    }
+
+    /// Reloads the pools file; a bad file is logged and counted, and the last good pools stay.
+    async fn reload_file(&mut self) {
         let path = self.config.pools_file.clone();
         let loaded = match pools::load(&path, &self.config.resource_prefix) {
             Ok(loaded) => loaded,
@@ -386,6 +554,9 @@ impl Daemon {
     async fn shutdown(mut self) {
         tracing::info!("stopping: removing the pools' sockets");
         let mut tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.stopping);
+        if let Source::Cluster(sync) = &mut self.source {
+            tasks.append(&mut sync.tasks);
+        }
         for (_, h) in self.servers.drain() {
             h.stop.cancel();
             tasks.push(h.task);

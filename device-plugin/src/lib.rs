@@ -9,9 +9,12 @@
 //! - [`preferred`], [`allocate`]: GetPreferredAllocation and Allocate;
 //! - [`watch`]: what triggers scans (netlink link events, uevents, a timer, pool reloads);
 //! - [`metrics`]: Prometheus metrics and `/healthz`;
+//! - [`cluster`]: cluster mode (VfProfiles mirrored to files, VfPools selected by the Node's
+//!   labels, Events);
 //! - [`daemon`]: all of it together; [`config`]: its settings.
 
 pub mod allocate;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod health;

@@ -1,5 +1,8 @@
 //! `vfnet-device-plugin`: the node daemon advertising VF pools to kubelet. Flags (each also an
 //! environment variable) become a [`vfnet_device_plugin::Config`]; the library does the rest.
+//!
+//! Cluster mode (VfPools and VfProfiles from the API server) is on with `--kubeconfig`, or inside
+//! a pod (the service account); otherwise the daemon runs on its `--pools` file.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,8 +26,14 @@ enum LogFormat {
 #[command(name = "vfnet-device-plugin", version)]
 struct Args {
     /// Pool definitions (VfPool objects), YAML or JSON. Reloaded when it changes and on SIGHUP.
+    /// Required without cluster mode; ignored in cluster mode (the cluster's VfPools replace it).
     #[arg(long, env = "VFNET_POOLS", value_name = "FILE")]
-    pools: PathBuf,
+    pools: Option<PathBuf>,
+    /// Cluster mode with this kubeconfig: VfPools selected by this node's labels, VfProfiles
+    /// mirrored into <run-dir>/profiles, Events on the pools. Inside a pod, cluster mode uses the
+    /// service account without it.
+    #[arg(long, env = "VFNET_KUBECONFIG", value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
     /// Resource prefix: pools are advertised as <prefix>/<resourceName>.
     #[arg(long, env = "VFNET_RESOURCE_PREFIX", default_value = "vfnet.dev")]
     resource_prefix: String,
@@ -41,9 +50,11 @@ struct Args {
     #[arg(long, env = "VFNET_SYSFS_ROOT", default_value = "/")]
     sysfs_root: PathBuf,
     /// This node's name (matched as the kubernetes.io/hostname label by pools' nodeSelector).
+    /// Required in cluster mode: the Node whose labels select pools.
     #[arg(long, env = "VFNET_NODE_NAME")]
     node_name: Option<String>,
-    /// Further node labels for pools' nodeSelector: key=value,key=value.
+    /// Further node labels for pools' nodeSelector: key=value,key=value (without cluster mode;
+    /// in cluster mode the Node's labels count).
     #[arg(long, env = "VFNET_NODE_LABELS", default_value = "")]
     node_labels: String,
     /// Address for /metrics and /healthz, or "off".
@@ -86,8 +97,21 @@ fn parse_labels(s: &str) -> Result<BTreeMap<String, String>> {
 }
 
 impl Args {
-    fn config(&self) -> Result<Config> {
-        let mut c = Config::new(&self.pools);
+    async fn config(&self) -> Result<Config> {
+        let cluster = vfnet_device_plugin::cluster::client_config(self.kubeconfig.as_deref()).await?;
+        let pools = match (&self.pools, &cluster) {
+            (Some(pools), None) => pools.clone(),
+            (None, None) => bail!(
+                "--pools is required without cluster mode (--kubeconfig, or running in a pod with a service account)"
+            ),
+            (Some(pools), Some(_)) => {
+                tracing::warn!(pools = %pools.display(), "cluster mode: the cluster's VfPools replace --pools, which is ignored");
+                PathBuf::new()
+            }
+            (None, Some(_)) => PathBuf::new(),
+        };
+        let mut c = Config::new(pools);
+        c.cluster = cluster;
         c.resource_prefix = self.resource_prefix.clone();
         c.kubelet_dir = self.kubelet_dir.clone();
         c.run_dir = self.run_dir.clone();
@@ -118,17 +142,18 @@ fn init_logging(args: &Args) -> Result<()> {
     Ok(())
 }
 
-async fn run(config: Config) -> Result<()> {
+async fn run(args: &Args) -> Result<()> {
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let config = args.config().await?;
     let daemon = vfnet_device_plugin::start(config).await?;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading the pools file");
+                tracing::info!("SIGHUP: reloading the pools");
                 daemon.reload();
             }
         }
@@ -140,7 +165,7 @@ async fn run(config: Config) -> Result<()> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let started = init_logging(&args).and_then(|()| args.config()).and_then(|config| {
+    let started = init_logging(&args).and_then(|()| {
         // Two workers are plenty for a handful of pools; scans run on the blocking pool.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -148,7 +173,7 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .context("cannot start the runtime")?;
-        runtime.block_on(run(config))
+        runtime.block_on(run(&args))
     });
     match started {
         Ok(()) => ExitCode::SUCCESS,

@@ -163,19 +163,87 @@ pub fn parse(text: &str, path: &Path, prefix: &str) -> Result<Vec<Arc<Pool>>, Po
 /// not an error (pools are cluster-wide).
 pub fn check_against_node(pools: &[Arc<Pool>], node: &Node, path: &Path) -> Result<(), PoolsError> {
     for pool in pools {
-        for pf in &node.pfs {
-            if let Some((key, source)) = pool.selector.range_error(pf) {
-                return Err(PoolsError::OutOfRange {
-                    path: path.to_owned(),
-                    index: pool.index,
-                    name: pool.name.clone(),
-                    key,
-                    source: Box::new(source),
-                });
-            }
+        if let Some((key, source)) = out_of_range(pool, node) {
+            return Err(PoolsError::OutOfRange {
+                path: path.to_owned(),
+                index: pool.index,
+                name: pool.name.clone(),
+                key,
+                source: Box::new(source),
+            });
         }
     }
     Ok(())
+}
+
+/// The first VF range of `pool` that names VFs a PF of `node` can never have: the selector key
+/// and the error.
+pub fn out_of_range(pool: &Pool, node: &Node) -> Option<(String, VfRangeError)> {
+    node.pfs.iter().find_map(|pf| pool.selector.range_error(pf))
+}
+
+/// A `VfPool` the API server serves, as the cluster sync hands it to the daemon: its name, and
+/// the object in pools-file form or why it could not be read as one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterPool {
+    /// `metadata.name`.
+    pub name: String,
+    /// The object, or what is wrong with it (naming the key).
+    pub object: Result<VfPool, String>,
+}
+
+/// A pool set aside: its name and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The pool's name.
+    pub name: String,
+    /// What is wrong, naming the key.
+    pub reason: String,
+}
+
+/// Checks pools served by the API server one by one. Unlike a pools file, where the first
+/// problem refuses the whole file, a bad pool is set aside with its reason and the others are
+/// used; of two pools with one `resourceName`, the first (in the given order) wins. Returns the
+/// usable pools and the refused ones.
+pub fn from_cluster(pools: &[ClusterPool], prefix: &str) -> (Vec<Arc<Pool>>, Vec<Refused>) {
+    let mut usable: Vec<Arc<Pool>> = Vec::with_capacity(pools.len());
+    let mut refused = Vec::new();
+    for cp in pools {
+        let checked = cp.object.clone().and_then(|pool| {
+            pool.validate().map_err(|e| e.to_string())?;
+            let selector = Selector::compile(&pool.spec.selector).map_err(|e| e.to_string())?;
+            if let Some(other) = usable.iter().find(|p| p.spec.resource_name == pool.spec.resource_name) {
+                return Err(format!(
+                    "spec.resourceName: {:?} is also the resource of pool {} on this node",
+                    pool.spec.resource_name, other.name
+                ));
+            }
+            let resource = format!("{prefix}/{}", pool.spec.resource_name);
+            // Cluster pools have no position: index 0 keeps a pool equal to itself as others come
+            // and go.
+            Ok(Pool { name: pool.metadata.name, index: 0, spec: pool.spec, resource, selector })
+        });
+        match checked {
+            Ok(pool) => usable.push(Arc::new(pool)),
+            Err(reason) => refused.push(Refused { name: cp.name.clone(), reason }),
+        }
+    }
+    (usable, refused)
+}
+
+/// The pools-file form of `pools` (what [`parse`] reads back): the daemon's cache of the cluster
+/// pools it serves.
+pub fn to_objects(pools: &[Arc<Pool>]) -> Vec<VfPool> {
+    pools
+        .iter()
+        .map(|p| VfPool {
+            api_version: format!("{}/{}", crds::GROUP, crds::VERSION),
+            kind: crds::pool::KIND.to_owned(),
+            metadata: PoolMeta { name: p.name.clone(), other: BTreeMap::new() },
+            spec: p.spec.clone(),
+            status: None,
+        })
+        .collect()
 }
 
 /// The pools of a file, whatever its shape.
@@ -314,6 +382,34 @@ mod tests {
         assert!(e.contains("spec.selector.rootDevices[0]") && e.contains("backwards"), "{e}");
         let e = err("foo: 1\n");
         assert!(e.contains("foo"), "{e}");
+    }
+
+    #[test]
+    fn cluster_pools_are_checked_one_by_one() {
+        let obj = |json: serde_json::Value| serde_json::from_value::<VfPool>(json).map_err(|e| e.to_string());
+        let cp = |name: &str, object| ClusterPool { name: name.to_owned(), object };
+        let pools = [
+            cp("a", obj(serde_json::json!({"metadata": {"name": "a"}, "spec": {"resourceName": "net"}}))),
+            cp("b", obj(serde_json::json!({"metadata": {"name": "b"}, "spec": {"resourceName": "a/b"}}))),
+            cp("c", obj(serde_json::json!({"metadata": {"name": "c"}, "spec": {"resourceName": "net"}}))),
+            cp("d", Err("unknown field `bogus`".to_owned())),
+            cp("e", obj(serde_json::json!({"metadata": {"name": "e"}, "spec": {"resourceName": "e"}}))),
+        ];
+        let (usable, refused) = from_cluster(&pools, "vfnet.dev");
+        let names: Vec<&str> = usable.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "e"]);
+        assert_eq!(usable[0].resource, "vfnet.dev/net");
+        let refused: Vec<(&str, &str)> = refused.iter().map(|r| (r.name.as_str(), r.reason.as_str())).collect();
+        assert_eq!(refused.len(), 3);
+        assert!(refused[0].0 == "b" && refused[0].1.starts_with("spec.resourceName: \"a/b\""), "{refused:?}");
+        assert_eq!(refused[1], ("c", "spec.resourceName: \"net\" is also the resource of pool a on this node"));
+        assert_eq!(refused[2], ("d", "unknown field `bogus`"));
+        // The cache form reads back as a pools file.
+        let text = serde_json::to_string(&to_objects(&usable)).unwrap();
+        assert_eq!(
+            p(&text).unwrap().iter().map(|p| (p.name.clone(), p.spec.clone())).collect::<Vec<_>>(),
+            usable.iter().map(|p| (p.name.clone(), p.spec.clone())).collect::<Vec<_>>()
+        );
     }
 
     #[test]

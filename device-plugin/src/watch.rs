@@ -6,7 +6,8 @@
 //!   removed through `sriov_numvfs`, drivers bound or unbound;
 //! - a periodic rescan, the safety net for anything the events miss (and the only trigger on a
 //!   fixture tree);
-//! - the pools file changing (checked every second) or SIGHUP: a reload.
+//! - the pools file changing (checked every second), the cluster's pools for this node changing
+//!   (cluster mode, see [`crate::cluster`]), or SIGHUP: a reload.
 //!
 //! Events only say "something changed": the scan that follows reads the truth from sysfs. A burst
 //! of events becomes one scan (the daemon debounces).
@@ -26,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub enum Trigger {
     /// Scan the node; the source names what prompted it (`link`, `uevent`, `periodic`, ...).
     Rescan(&'static str),
-    /// Reload the pools file, then scan.
+    /// Reload the pools (the file, or the cluster's in cluster mode), then scan.
     Reload(&'static str),
 }
 

@@ -459,7 +459,10 @@ async fn reload_keeps_the_last_good_pools() {
 }
 
 fn binary() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vfnet-device-plugin"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vfnet-device-plugin"));
+    // File mode even when the tests run in a pod (which would turn cluster mode on).
+    c.env_remove("KUBERNETES_SERVICE_HOST").env_remove("VFNET_KUBECONFIG");
+    c
 }
 
 fn run_args(dirs: &Dirs, root: &Path) -> Vec<String> {
