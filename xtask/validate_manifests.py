@@ -207,7 +207,7 @@ def check_rendered(root, kubectl, version, failures):
     objects = [o for o in yaml.safe_load_all(out.stdout) if o]
     kinds = sorted(o["kind"] for o in objects)
     expected = sorted(["Namespace", "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
-                       "ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet"])
+                       "ClusterRole", "ClusterRoleBinding", "DaemonSet"])
     failures.check(kinds == expected, "rendered kinds", f"{kinds}, expected {expected}")
     cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
     for obj in objects:
