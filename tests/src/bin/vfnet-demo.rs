@@ -4,7 +4,7 @@
 //! refused, and DEL returns every VF clean. Each step is narrated; any failure exits non-zero.
 #![allow(clippy::print_stdout)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,11 @@ use sriov::sysfs::Pf;
 use vfnet_e2e::cni::{Invocation, bin_dir};
 use vfnet_e2e::igb_pf_with_vfs;
 use vfnet_e2e::netns::NamedNetns;
+
+/// A stand-in Kubernetes API server speaking the real list/watch protocol over HTTP on
+/// 127.0.0.1: the same one the device plugin's cluster-mode tests use.
+#[path = "../../../device-plugin/tests/apiserver/mod.rs"]
+mod apiserver;
 
 fn step(n: u32, what: &str) {
     println!("\n[{n}] {what}");
@@ -73,14 +78,6 @@ impl Drop for PfState {
     }
 }
 
-fn profile(dir: &Path, name: &str, spec: Value) -> Result<()> {
-    let obj =
-        json!({"apiVersion": "vfnet.dev/v1alpha1", "kind": "VfProfile", "metadata": {"name": name}, "spec": spec});
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join(format!("{name}.json")), serde_json::to_string_pretty(&obj)?)?;
-    show(format_args!("VfProfile {name}: {}", obj["spec"]));
-    Ok(())
-}
 
 fn main() {
     if let Err(e) = run() {
@@ -117,17 +114,29 @@ fn run() -> Result<()> {
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async {
-        step(2, "The device plugin daemon discovers the VFs and registers pool `tenants` with kubelet");
+        step(2, "The cluster: a Node, a VfPool and two tenants' VfProfiles in the API server");
+        let api = apiserver::ApiServer::start().await;
+        api.apply(apiserver::NODES, apiserver::node("demo-node", json!({"feature.node.kubernetes.io/network-sriov.capable": "true"})));
+        let pool_spec = json!({"resourceName": "tenants", "physicalNetwork": "physnet1",
+            "nodeSelector": {"feature.node.kubernetes.io/network-sriov.capable": "true"},
+            "selector": {"pfNames": [format!("{pf_name}#0-3")]}});
+        api.apply(apiserver::POOLS, apiserver::pool("tenants", pool_spec.clone()));
+        show(format_args!("VfPool tenants: {pool_spec}"));
+        for (name, spec) in [
+            ("tenant-a", json!({"vlan": 100, "vlanQoS": 3, "spoofChk": true, "trust": false, "physicalNetwork": "physnet1", "allowedNamespaces": ["tenant-a"]})),
+            ("tenant-b", json!({"vlan": 200, "spoofChk": true, "physicalNetwork": "physnet1", "allowedNamespaces": ["tenant-b"]})),
+        ] {
+            show(format_args!("VfProfile {name}: {spec}"));
+            api.apply(apiserver::PROFILES, apiserver::profile(name, spec));
+        }
+        let kubeconfig = api.kubeconfig(&scratch);
+        show(format_args!("API server (list/watch over HTTP) at {}", api.addr()));
+
+        step(3, "The device plugin daemon, in cluster mode, selects the pool by its Node's labels, registers it with kubelet, and mirrors the profiles to the node");
         let kubelet = FakeKubelet::start(&plugins_dir)?;
-        let pools = scratch.join("pools.yaml");
-        let pool = format!(
-            "- metadata: {{name: tenants}}\n  spec:\n    resourceName: tenants\n    physicalNetwork: physnet1\n    selector: {{pfNames: ['{pf_name}#0-3']}}\n"
-        );
-        std::fs::write(&pools, &pool)?;
-        show(format_args!("VfPool (pools file):\n{}", pool.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n")));
         let child = Command::new(bin_dir().join("vfnet-device-plugin"))
-            .args(["--pools"])
-            .arg(&pools)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
             .arg("--kubelet-dir")
             .arg(&kubelet_dir)
             .arg("--run-dir")
@@ -139,7 +148,7 @@ fn run() -> Result<()> {
             .spawn()
             .context("start vfnet-device-plugin")?;
         let _daemon = Daemon(child);
-        let regs = kubelet.wait_for_registrations(1, Duration::from_secs(30)).await.context("the daemon never registered")?;
+        let regs = kubelet.wait_for_registrations(1, Duration::from_secs(60)).await.context("the daemon never registered")?;
         show(format_args!("kubelet saw Register: resource {} on {}", regs[0].resource_name, regs[0].endpoint));
         let mut client = kubelet.plugin(&regs[0].endpoint).await?;
         let mut stream = client.list_and_watch(Empty {}).await?.into_inner();
@@ -152,11 +161,26 @@ fn run() -> Result<()> {
             ensure!(start.elapsed() < Duration::from_secs(60), "VFs never became healthy");
         };
         show(format_args!("ListAndWatch: {}", devices.iter().map(|d| format!("{}={}", d.id, d.health)).collect::<Vec<_>>().join(" ")));
-
-        step(3, "Profiles reach the node (the daemon's cluster mode mirrors them; here, as `kubectl get vfprofile -o json` writes them)");
         let profiles = run_dir.join("profiles");
-        profile(&profiles, "tenant-a", json!({"vlan": 100, "vlanQoS": 3, "spoofChk": true, "trust": false, "physicalNetwork": "physnet1", "allowedNamespaces": ["tenant-a"]}))?;
-        profile(&profiles, "tenant-b", json!({"vlan": 200, "spoofChk": true, "physicalNetwork": "physnet1", "allowedNamespaces": ["tenant-b"]}))?;
+        let start = Instant::now();
+        while !(profiles.join("tenant-a.json").exists() && profiles.join("tenant-b.json").exists()) {
+            ensure!(start.elapsed() < Duration::from_secs(30), "the daemon did not mirror the profiles to {}", profiles.display());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for name in ["tenant-a", "tenant-b"] {
+            let f: Value = serde_json::from_slice(&std::fs::read(profiles.join(format!("{name}.json")))?)?;
+            show(format_args!("{}: {} {} {}", profiles.join(format!("{name}.json")).display(), f["kind"], f["metadata"]["name"], f["spec"]));
+        }
+        let start = Instant::now();
+        let advertised = loop {
+            let events: Vec<String> = api.events().iter().map(|e| format!("{} {} ({})", e["reason"].as_str().unwrap_or("-"), e["note"].as_str().unwrap_or(""), e["reportingInstance"].as_str().unwrap_or("-"))).collect();
+            if let Some(e) = events.iter().find(|e| e.starts_with("PoolAdvertised")) {
+                break e.clone();
+            }
+            ensure!(start.elapsed() < Duration::from_secs(30), "no PoolAdvertised event (events: {events:?})");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        show(format_args!("Event on VfPool tenants: {advertised}"));
 
         step(4, "Two pods, in tenants a and b, each get a VF: GetPreferredAllocation, Allocate, then vfnet ADD");
         let mut pods = Vec::new();
