@@ -78,7 +78,6 @@ impl Drop for PfState {
     }
 }
 
-
 fn main() {
     if let Err(e) = run() {
         println!("\nDEMO FAILED: {e:#}");
