@@ -19,7 +19,7 @@
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
-use sriov::netlink::{VfLinkState, VlanProto};
+use sriov::netlink::{MacvtapMode, VfLinkState, VlanProto};
 use sriov::{MacAddr, PciAddress};
 
 use crate::error::{CniError, Code, Result, bad_config};
@@ -48,29 +48,14 @@ impl VnicType {
     }
 }
 
-/// macvtap modes (`IFLA_MACVLAN_MODE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MacvtapMode {
-    /// The macvtap owns the VF (one per VF); the default, as for a VM.
-    Passthru,
-    /// Traffic between macvtaps goes through the VF's switch.
-    Vepa,
-    /// Traffic between macvtaps on the VF is bridged locally.
-    Bridge,
-    /// No traffic between macvtaps.
-    Private,
-}
-
-impl MacvtapMode {
-    fn parse(s: &str) -> Result<Self> {
-        match s {
-            "passthru" => Ok(Self::Passthru),
-            "vepa" => Ok(Self::Vepa),
-            "bridge" => Ok(Self::Bridge),
-            "private" => Ok(Self::Private),
-            other => Err(bad_config("macvtapMode", format!("{other:?} is not one of passthru, vepa, bridge, private"))),
-        }
+/// Parses `macvtapMode` into the mode the netlink layer creates macvtaps with.
+fn parse_macvtap_mode(s: &str) -> Result<MacvtapMode> {
+    match s {
+        "passthru" => Ok(MacvtapMode::Passthru),
+        "vepa" => Ok(MacvtapMode::Vepa),
+        "bridge" => Ok(MacvtapMode::Bridge),
+        "private" => Ok(MacvtapMode::Private),
+        other => Err(bad_config("macvtapMode", format!("{other:?} is not one of passthru, vepa, bridge, private"))),
     }
 }
 
@@ -337,7 +322,7 @@ impl NetConf {
             mtu: int(&raw, "mtu", 68, 65535)?.map(|v| v as u32),
             vnic_type: string(&raw, "vnicType")?.map(|s| VnicType::parse(&s)).transpose()?,
             macvtap_mode: string(&raw, "macvtapMode")?
-                .map(|s| MacvtapMode::parse(&s))
+                .map(|s| parse_macvtap_mode(&s))
                 .transpose()?
                 .unwrap_or(MacvtapMode::Passthru),
             profile,

@@ -2,12 +2,12 @@
 
 use serde_json::Value;
 use sriov::PciAddress;
-use sriov::netlink::{LinkOps, MacvtapMode};
+use sriov::netlink::LinkOps;
 use sriov::netns::NetnsError;
 
 use crate::attach;
 use crate::cmd::{Ctx, release, resolve_vf};
-use crate::config::{MacvtapMode as ConfMode, VnicType};
+use crate::config::VnicType;
 use crate::error::{CniError, Code, Result};
 use crate::fault;
 use crate::host::Host;
@@ -194,15 +194,7 @@ fn attach_all<H: Host>(
 
     let pod_index = match (j.vnic_type, host_index) {
         (VnicType::Direct, Some(index)) => Some(attach::move_into_pod(host, index, &j.vf, pod, j)?),
-        (VnicType::Macvtap, Some(index)) => {
-            let mode = match conf.macvtap_mode {
-                ConfMode::Passthru => MacvtapMode::Passthru,
-                ConfMode::Vepa => MacvtapMode::Vepa,
-                ConfMode::Bridge => MacvtapMode::Bridge,
-                ConfMode::Private => MacvtapMode::Private,
-            };
-            Some(attach::macvtap_into_pod(host, index, pod, j, mode)?)
-        }
+        (VnicType::Macvtap, Some(index)) => Some(attach::macvtap_into_pod(host, index, pod, j, conf.macvtap_mode)?),
         _ => None,
     };
     fault::point("netdev-configured");
