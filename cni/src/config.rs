@@ -19,8 +19,8 @@
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
-use sriov::netlink::{MacvtapMode, VfLinkState, VlanProto};
-use sriov::{MacAddr, PciAddress};
+use sriov::netlink::MacvtapMode;
+use vfnet_types::{MacAddr, PciAddress, ProfileDir, RunDir, StateDir, VfLinkState, VlanProto};
 
 use crate::error::{CniError, Code, Result, bad_config};
 use crate::version::Version;
@@ -58,13 +58,6 @@ fn parse_macvtap_mode(s: &str) -> Result<MacvtapMode> {
         other => Err(bad_config("macvtapMode", format!("{other:?} is not one of passthru, vepa, bridge, private"))),
     }
 }
-
-/// Default state directory (journals).
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/vfnet";
-/// Default profile directory.
-pub const DEFAULT_PROFILE_DIR: &str = "/run/vfnet/profiles";
-/// Default run directory (device records, locks).
-pub const DEFAULT_RUN_DIR: &str = "/run/vfnet";
 
 /// A parsed, validated network configuration.
 #[derive(Debug, Clone)]
@@ -106,13 +99,13 @@ pub struct NetConf {
     /// `args.cni.vlan`: the pod's VLAN choice.
     pub pod_vlan: Option<u16>,
     /// `stateDir`.
-    pub state_dir: PathBuf,
+    pub state_dir: StateDir,
     /// `profileDir`.
-    pub profile_dir: PathBuf,
+    pub profile_dir: ProfileDir,
     /// `kubeconfig`: the API server to ask for a profile missing from `profileDir`.
     pub kubeconfig: Option<PathBuf>,
     /// `runDir`.
-    pub run_dir: PathBuf,
+    pub run_dir: RunDir,
     /// `logLevel`.
     pub log_level: Option<String>,
     /// `logFile`.
@@ -212,14 +205,9 @@ impl NetConf {
 
         let vlan = int(&raw, "vlan", 0, 4094)?.map(|v| v as u16);
         let vlan_qos = int(&raw, "vlanQoS", 0, 7)?.map(|v| v as u8);
-        let vlan_proto = match string(&raw, "vlanProto")? {
-            None => None,
-            Some(p) => Some(match p.to_ascii_lowercase().as_str() {
-                "802.1q" => VlanProto::Dot1Q,
-                "802.1ad" => VlanProto::Dot1Ad,
-                _ => return Err(bad_config("vlanProto", format!("{p:?} is not 802.1Q or 802.1ad"))),
-            }),
-        };
+        let vlan_proto = string(&raw, "vlanProto")?
+            .map(|p| p.parse::<VlanProto>().map_err(|e| bad_config("vlanProto", e)))
+            .transpose()?;
         if vlan.is_none() && (vlan_qos.is_some() || vlan_proto.is_some()) {
             let key = if vlan_qos.is_some() { "vlanQoS" } else { "vlanProto" };
             return Err(bad_config(key, "needs vlan to be set"));
@@ -237,15 +225,9 @@ impl NetConf {
             (None, None, Some(m)) => Some(mac("mac", &m)?),
             (None, None, None) => None,
         };
-        let link_state = match string(&raw, "link_state")?.as_deref() {
-            None => None,
-            Some("auto") => Some(VfLinkState::Auto),
-            Some("enable") => Some(VfLinkState::Enable),
-            Some("disable") => Some(VfLinkState::Disable),
-            Some(other) => {
-                return Err(bad_config("link_state", format!("{other:?} is not one of auto, enable, disable")));
-            }
-        };
+        let link_state = string(&raw, "link_state")?
+            .map(|s| s.parse::<VfLinkState>().map_err(|e| bad_config("link_state", e)))
+            .transpose()?;
         let min_tx_rate = int(&raw, "min_tx_rate", 0, i64::from(u32::MAX))?.map(|v| v as u32);
         let max_tx_rate = int(&raw, "max_tx_rate", 0, i64::from(u32::MAX))?.map(|v| v as u32);
         if let (Some(min), Some(max)) = (min_tx_rate, max_tx_rate)
@@ -328,10 +310,10 @@ impl NetConf {
             profile,
             resource_name: string(&raw, "resourceName")?,
             pod_vlan,
-            state_dir: string(&raw, "stateDir")?.map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from),
-            profile_dir: string(&raw, "profileDir")?.map_or_else(|| PathBuf::from(DEFAULT_PROFILE_DIR), PathBuf::from),
+            state_dir: string(&raw, "stateDir")?.map(StateDir::new).unwrap_or_default(),
+            profile_dir: string(&raw, "profileDir")?.map(ProfileDir::new).unwrap_or_default(),
             kubeconfig,
-            run_dir: string(&raw, "runDir")?.map_or_else(|| PathBuf::from(DEFAULT_RUN_DIR), PathBuf::from),
+            run_dir: string(&raw, "runDir")?.map(RunDir::new).unwrap_or_default(),
             log_level: string(&raw, "logLevel")?,
             log_file: string(&raw, "logFile")?.map(PathBuf::from),
             log_json,
@@ -376,7 +358,7 @@ mod tests {
         assert_eq!((c.spoofchk, c.trust, c.link_state), (Some(false), Some(true), Some(VfLinkState::Enable)));
         assert_eq!((c.min_tx_rate, c.max_tx_rate), (Some(10), Some(100)));
         assert_eq!(c.ipam_type.as_deref(), Some("host-local"));
-        assert_eq!(c.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(c.state_dir, StateDir::default());
         assert_eq!(c.vnic_type, None);
         assert_eq!(c.kubeconfig, None);
         let c = parse(base(serde_json::json!({"kubeconfig": "/etc/cni/net.d/multus.d/multus.kubeconfig"}))).unwrap();

@@ -3,31 +3,26 @@
 //! then renamed over `<dir>/vfnet`, so a runtime exec'ing the plugin at that moment sees either the
 //! old binary or the new one, never a half-written file (runtimes exec it for every pod).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// Copies `source` to `<dir>/vfnet` atomically; returns the installed path.
+/// Copies `source` to `<dir>/vfnet` atomically (mode 0755, [`sriov::persist::replace_with`]);
+/// returns the installed path.
 pub fn install(source: &Path, dir: &Path) -> io::Result<PathBuf> {
     let meta = fs::metadata(dir).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
     if !meta.is_dir() {
         return Err(io::Error::other(format!("{} is not a directory", dir.display())));
     }
     let target = dir.join("vfnet");
-    let tmp = dir.join(format!(".vfnet.install.{}", std::process::id()));
-    let copy = || -> io::Result<()> {
-        let mut src = File::open(source)?;
-        let mut dst = OpenOptions::new().write(true).create(true).truncate(true).mode(0o755).open(&tmp)?;
-        io::copy(&mut src, &mut dst)?;
-        dst.sync_all()?;
-        fs::rename(&tmp, &target)?;
-        File::open(dir)?.sync_all()
-    };
-    copy().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io::Error::new(e.kind(), format!("installing {} as {}: {e}", source.display(), target.display()))
-    })?;
+    sriov::persist::replace_with(&target, 0o755, |dst| io::copy(&mut File::open(source)?, dst).map(drop)).map_err(
+        |e| {
+            io::Error::new(
+                e.source.kind(),
+                format!("installing {} as {}: {}", source.display(), target.display(), e.source),
+            )
+        },
+    )?;
     Ok(target)
 }
 

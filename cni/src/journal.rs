@@ -7,13 +7,13 @@
 //! and the restore record, and it is replaced in one atomic rename, so there is never a claim
 //! without a record or the other way round.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sriov::netlink::{VfSetting, VfState};
 use sriov::persist;
-use sriov::{MacAddr, PciAddress};
+use vfnet_types::{MacAddr, PciAddress, StateDir};
 
 use crate::config::VnicType;
 use crate::error::Result;
@@ -86,24 +86,19 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// `<state_dir>/vfs/<pci>.json`.
-    pub fn path(state_dir: &Path, vf: &PciAddress) -> PathBuf {
-        state_dir.join("vfs").join(format!("{vf}.json"))
-    }
-
     /// The journal of `vf`, if any.
-    pub fn load(state_dir: &Path, vf: &PciAddress) -> Result<Option<Self>> {
-        Ok(persist::read_json(&Self::path(state_dir, vf))?)
+    pub fn load(state_dir: &StateDir, vf: &PciAddress) -> Result<Option<Self>> {
+        Ok(persist::read_json(&state_dir.journal(vf))?)
     }
 
     /// Writes it durably.
-    pub fn store(&self, state_dir: &Path) -> Result<()> {
-        Ok(persist::write_json(&Self::path(state_dir, &self.vf), self)?)
+    pub fn store(&self, state_dir: &StateDir) -> Result<()> {
+        Ok(persist::write_json(&state_dir.journal(&self.vf), self)?)
     }
 
     /// Deletes the journal of `vf`.
-    pub fn remove(state_dir: &Path, vf: &PciAddress) -> Result<()> {
-        Ok(persist::remove(&Self::path(state_dir, vf))?)
+    pub fn remove(state_dir: &StateDir, vf: &PciAddress) -> Result<()> {
+        Ok(persist::remove(&state_dir.journal(vf))?)
     }
 
     /// True if this journal belongs to the attachment (container id, ifname).
@@ -112,8 +107,8 @@ impl Journal {
     }
 
     /// Every journal, with the files that could not be read (named in the error).
-    pub fn scan(state_dir: &Path) -> Result<Vec<Result<Self>>> {
-        let dir = state_dir.join("vfs");
+    pub fn scan(state_dir: &StateDir) -> Result<Vec<Result<Self>>> {
+        let dir = state_dir.journals();
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -136,7 +131,12 @@ impl Journal {
 
     /// The journal of attachment (container id, ifname): looked up by VF when the VF is known
     /// (DEL passes the same `deviceID` as ADD), else by scanning.
-    pub fn find(state_dir: &Path, vf: Option<&PciAddress>, container_id: &str, ifname: &str) -> Result<Option<Self>> {
+    pub fn find(
+        state_dir: &StateDir,
+        vf: Option<&PciAddress>,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<Option<Self>> {
         if let Some(vf) = vf
             && let Some(j) = Self::load(state_dir, vf)?
             && j.is(container_id, ifname)

@@ -5,13 +5,12 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
-use sriov::PciAddress;
 use sriov::persist::create_private_dir;
+use vfnet_types::{PciAddress, RunDir};
 
 use crate::error::{CniError, Code, Result};
 
@@ -26,10 +25,9 @@ pub struct VfLock {
 }
 
 /// Takes the lock of `vf`, waiting up to `wait`.
-pub fn lock_vf(run_dir: &Path, vf: &PciAddress, wait: Duration) -> Result<VfLock> {
-    let dir = run_dir.join("locks");
-    create_private_dir(&dir)?;
-    let path = dir.join(format!("{vf}.lock"));
+pub fn lock_vf(run_dir: &RunDir, vf: &PciAddress, wait: Duration) -> Result<VfLock> {
+    create_private_dir(&run_dir.locks())?;
+    let path = run_dir.lock(vf);
     let start = Instant::now();
     loop {
         let file = OpenOptions::new()
@@ -61,16 +59,17 @@ mod tests {
 
     #[test]
     fn a_held_lock_makes_others_try_again_later() {
-        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::new(tmp.path());
         let vf: PciAddress = "0000:01:00.1".parse().unwrap();
         let other: PciAddress = "0000:01:00.2".parse().unwrap();
-        let held = lock_vf(dir.path(), &vf, LOCK_WAIT).unwrap();
+        let held = lock_vf(&dir, &vf, LOCK_WAIT).unwrap();
         // A different VF is independent.
-        let _other = lock_vf(dir.path(), &other, Duration::ZERO).unwrap();
-        let e = lock_vf(dir.path(), &vf, Duration::from_millis(50)).unwrap_err();
+        let _other = lock_vf(&dir, &other, Duration::ZERO).unwrap();
+        let e = lock_vf(&dir, &vf, Duration::from_millis(50)).unwrap_err();
         assert_eq!(e.code, Code::TryAgainLater);
         assert!(e.msg.contains("0000:01:00.1"), "{e}");
         drop(held);
-        lock_vf(dir.path(), &vf, Duration::ZERO).unwrap();
+        lock_vf(&dir, &vf, Duration::ZERO).unwrap();
     }
 }

@@ -19,7 +19,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub fn allocated_vf(
     env: &Env,
     resource: &str,
-    state_dir: &std::path::Path,
+    state_dir: &vfnet_types::StateDir,
     socket: Option<&str>,
 ) -> Result<PciAddress> {
     let (Some(namespace), Some(pod)) = (env.pod_namespace(), env.pod_name()) else {

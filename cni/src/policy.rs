@@ -20,10 +20,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crds::profile::{self as p, VfProfile};
-use sriov::netlink::{VfLinkState, VfSetting, VfState, VlanProto};
+use crds::profile::VfProfile;
+use sriov::netlink::{VfSetting, VfState};
 use sriov::record::DeviceRecord;
-use sriov::{MacAddr, PciAddress};
+use vfnet_types::{MacAddr, PciAddress, RunDir, VfLinkState, VlanProto};
 
 use crate::config::NetConf;
 use crate::error::{CniError, Code, Result};
@@ -70,21 +70,6 @@ impl Desired {
         out.extend(self.trust.map(VfSetting::Trust));
         out.extend(self.link_state.map(VfSetting::LinkState));
         out
-    }
-}
-
-fn proto_of(p: p::VlanProto) -> VlanProto {
-    match p {
-        p::VlanProto::Dot1Q => VlanProto::Dot1Q,
-        p::VlanProto::Dot1Ad => VlanProto::Dot1Ad,
-    }
-}
-
-fn link_state_of(s: p::LinkState) -> VfLinkState {
-    match s {
-        p::LinkState::Auto => VfLinkState::Auto,
-        p::LinkState::Enable => VfLinkState::Enable,
-        p::LinkState::Disable => VfLinkState::Disable,
     }
 }
 
@@ -249,11 +234,11 @@ pub fn resolve(conf: &NetConf, profile: Option<&VfProfile>, pod_namespace: Optio
         }
     }
     let qos = governed("vlanQoS", conf.vlan_qos, spec.vlan_qos, "vlanQoS", name)?;
-    let proto = governed("vlanProto", conf.vlan_proto, spec.vlan_proto.map(proto_of), "vlanProto", name)?;
+    let proto = governed("vlanProto", conf.vlan_proto, spec.vlan_proto, "vlanProto", name)?;
     let spoofchk =
         governed("spoofchk", conf.spoofchk.map(OnOff), spec.spoof_chk.map(OnOff), "spoofChk", name)?.map(|b| b.0);
     let trust = governed("trust", conf.trust.map(OnOff), spec.trust.map(OnOff), "trust", name)?.map(|b| b.0);
-    let link_state = governed("link_state", conf.link_state, spec.link_state.map(link_state_of), "linkState", name)?;
+    let link_state = governed("link_state", conf.link_state, spec.link_state, "linkState", name)?;
     let min_tx_rate = governed("min_tx_rate", conf.min_tx_rate, spec.min_tx_rate_mbps, "minTxRateMbps", name)?;
     let max_tx_rate = governed("max_tx_rate", conf.max_tx_rate, spec.max_tx_rate_mbps, "maxTxRateMbps", name)?;
     let mtu = governed("mtu", conf.mtu, spec.mtu, "mtu", name)?;
@@ -333,11 +318,11 @@ pub fn resolve(conf: &NetConf, profile: Option<&VfProfile>, pod_namespace: Optio
 }
 
 /// Checks the profile's `physicalNetwork` against the VF's device record.
-pub fn check_physical_network(profile: Option<&VfProfile>, run_dir: &Path, vf: &PciAddress) -> Result<()> {
+pub fn check_physical_network(profile: Option<&VfProfile>, run_dir: &RunDir, vf: &PciAddress) -> Result<()> {
     let Some(profile) = profile else { return Ok(()) };
     let Some(want) = &profile.spec.physical_network else { return Ok(()) };
     let name = profile.name();
-    let path = DeviceRecord::path(run_dir, vf);
+    let path = run_dir.device_record(vf);
     match DeviceRecord::load(run_dir, vf)? {
         None => Err(CniError::new(
             Code::PhysicalNetworkMismatch,
@@ -457,31 +442,32 @@ mod tests {
 
     #[test]
     fn physical_network_needs_a_matching_record() {
-        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = RunDir::new(tmp.path());
         let vf: PciAddress = "0000:01:00.1".parse().unwrap();
         let p = profile(serde_json::json!({"physicalNetwork": "physnet1"}));
-        let e = check_physical_network(Some(&p), dir.path(), &vf).unwrap_err();
+        let e = check_physical_network(Some(&p), &dir, &vf).unwrap_err();
         assert_eq!(e.code, Code::PhysicalNetworkMismatch);
         assert!(e.msg.contains("has no device record"), "{e}");
         let mut rec = DeviceRecord {
             pci: vf,
             resource_name: "vfnet.dev/a".into(),
             physical_network: Some("physnet2".into()),
-            device_type: sriov::record::DeviceType::Netdevice,
+            device_type: vfnet_types::DeviceType::Netdevice,
             pf: "0000:00:09.0".parse().unwrap(),
             pf_name: None,
             vf_index: 1,
         };
-        rec.store(dir.path()).unwrap();
-        let e = check_physical_network(Some(&p), dir.path(), &vf).unwrap_err();
+        rec.store(&dir).unwrap();
+        let e = check_physical_network(Some(&p), &dir, &vf).unwrap_err();
         assert_eq!(
             e.msg,
             "VF 0000:01:00.1 is on physical network physnet2 (pool vfnet.dev/a), but VfProfile tenant-a requires physnet1"
         );
         rec.physical_network = Some("physnet1".into());
-        rec.store(dir.path()).unwrap();
-        check_physical_network(Some(&p), dir.path(), &vf).unwrap();
-        check_physical_network(None, dir.path(), &vf).unwrap();
+        rec.store(&dir).unwrap();
+        check_physical_network(Some(&p), &dir, &vf).unwrap();
+        check_physical_network(None, &dir, &vf).unwrap();
     }
 
     #[test]

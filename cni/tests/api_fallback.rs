@@ -131,7 +131,7 @@ fn a_profile_missing_from_the_directory_is_fetched_and_applied() {
     let changes = rig.host.changes();
     assert!(changes.iter().any(|c| c == "host: set_vf pf0 vf=1 vlan 100 qos 3 proto 802.1Q"), "{changes:?}");
     assert_eq!(rig.host.link(&rig.pod, "net1").unwrap().mtu, 9000, "the profile's MTU");
-    assert!(!rig.profile_dir().join("tenant-a.json").exists(), "the plugin leaves profileDir to the daemon");
+    assert!(!rig.profile_dir().profile("tenant-a").exists(), "the plugin leaves profileDir to the daemon");
     rig.del(&conf);
     assert_eq!(rig.host.vf_state("pf0", 1).unwrap().vlan, 0);
 
@@ -161,7 +161,7 @@ fn api_server_down_fails_101_naming_the_file_and_the_api_error() {
     let conf = rig.conf_for(rig.vf(1), json!({"profile": "tenant-a", "kubeconfig": kc}));
     let t = Instant::now();
     let reply = rig.exec("ADD", &conf, &[]);
-    let file = rig.profile_dir().join("tenant-a.json").display().to_string();
+    let file = rig.profile_dir().profile("tenant-a").display().to_string();
     reply.fails(101, &["profile tenant-a not found", &file, "did not serve it", &kc.display().to_string()]);
     let (_, msg) = reply.err();
     assert!(msg.contains("Connection refused"), "the API error and its cause: {msg}");
@@ -195,11 +195,7 @@ fn a_profile_the_api_server_lacks_or_serves_invalid_is_refused() {
     let conf = |name: &str| rig.conf_for(rig.vf(1), json!({"profile": name, "kubeconfig": kc}));
     rig.exec("ADD", &conf("nope"), &[]).fails(
         101,
-        &[
-            "profile nope not found",
-            &rig.profile_dir().join("nope.json").display().to_string(),
-            "has no VfProfile nope",
-        ],
+        &["profile nope not found", &rig.profile_dir().profile("nope").display().to_string(), "has no VfProfile nope"],
     );
     rig.exec("ADD", &conf("bad"), &[]).fails(
         7,

@@ -763,14 +763,14 @@ fn profile_refusals_name_the_key_the_profile_and_touch_nothing() {
     rig.exec("ADD", &conf(json!({"vlan": 200})), &env)
         .fails(7, &["network definition key vlan=200 contradicts VfProfile tenant-a (vlan=100)"]);
     rig.exec("ADD", &conf(json!({"profile": "nope"})), &env)
-        .fails(101, &["profile nope not found", &rig.profile_dir().display().to_string()]);
+        .fails(101, &["profile nope not found", &rig.profile_dir().to_string()]);
     rig.exec("ADD", &conf(json!({})), &[("CNI_ARGS", "K8S_POD_NAMESPACE=tenant-b;K8S_POD_NAME=x")])
         .fails(102, &["namespace tenant-b may not use VfProfile tenant-a"]);
     rig.exec("ADD", &conf(json!({})), &[]).fails(102, &["pod's namespace is unknown"]);
     rig.record(rig.vf(1), Some("physnet2"));
     rig.exec("ADD", &conf(json!({})), &env)
         .fails(103, &["VF 0000:02:00.1 is on physical network physnet2", "requires physnet1"]);
-    std::fs::remove_dir_all(rig.run_dir().join("devices")).unwrap();
+    std::fs::remove_dir_all(rig.run_dir().devices()).unwrap();
     rig.exec("ADD", &conf(json!({})), &env).fails(103, &["VF 0000:02:00.1 has no device record", "physnet1"]);
     // Without a profile, a pod may not choose its VLAN.
     rig.exec("ADD", &conf(json!({"profile": null, "args": {"cni": {"vlan": 5}}})), &env)

@@ -28,8 +28,9 @@ use std::fmt;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sriov::record::DeviceType;
-use sriov::{PciAddress, VfRange};
+/// How a pool hands out VFs, from its one home (device records carry it too).
+pub use vfnet_types::DeviceType;
+use vfnet_types::{PciAddress, VfRange};
 
 /// The kind, as `kind:` spells it.
 pub const KIND: &str = "VfPool";
@@ -95,15 +96,6 @@ pub struct VfSelector {
     pub link_types: Vec<String>,
 }
 
-/// The schema of `deviceType` ([`DeviceType`] lives in the `sriov` crate, which knows no schema).
-fn device_type_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "string",
-        "enum": ["netdevice", "vfio-pci"],
-        "default": "netdevice",
-    })
-}
-
 /// The spec of a `VfPool`.
 ///
 /// The doc comments are the schema's descriptions (`kubectl explain vfpool.spec`).
@@ -154,7 +146,6 @@ pub struct VfPoolSpec {
     /// How the VFs are handed to pods: netdevice (a kernel network interface, the default) or
     /// vfio-pci (bound to vfio-pci for userspace networking, with its /dev/vfio device nodes).
     #[serde(default)]
-    #[schemars(schema_with = "device_type_schema")]
     pub device_type: DeviceType,
     /// The physical network the selected PFs are cabled to. VfProfiles naming another network are
     /// refused for these VFs.

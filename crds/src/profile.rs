@@ -8,59 +8,12 @@
 //! OpenAPI schema carries the ranges, enums and (as CEL rules) the cross-field rules that
 //! [`VfProfileSpec::validate`] checks on the node.
 
-use std::fmt;
-use std::path::Path;
-
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-/// VLAN tag protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, JsonSchema)]
-// For an optional enum the type's description is the one the schema keeps: it is the field's.
-#[schemars(description = "VLAN tag protocol: 802.1Q (the default) or 802.1ad (QinQ, needs a non-zero vlan).")]
-pub enum VlanProto {
-    /// IEEE 802.1Q.
-    #[default]
-    #[serde(rename = "802.1Q")]
-    Dot1Q,
-    /// IEEE 802.1ad (QinQ).
-    #[serde(rename = "802.1ad")]
-    Dot1Ad,
-}
-
-impl fmt::Display for VlanProto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Dot1Q => "802.1Q",
-            Self::Dot1Ad => "802.1ad",
-        })
-    }
-}
-
-/// Administrative link state of a VF.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-#[schemars(description = "Administrative link state of the VF: auto (follows the PF), enable (forced up) or \
-                          disable (forced down). Some drivers (igb) refuse it.")]
-pub enum LinkState {
-    /// Follows the PF.
-    Auto,
-    /// Forced up.
-    Enable,
-    /// Forced down.
-    Disable,
-}
-
-impl fmt::Display for LinkState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Auto => "auto",
-            Self::Enable => "enable",
-            Self::Disable => "disable",
-        })
-    }
-}
+use vfnet_types::ProfileDir;
+/// The VF settings types, from their one home (the CNI, the journals and the kernel layer use them too).
+pub use vfnet_types::{VfLinkState, VlanProto};
 
 /// VLANs a pod may pick for itself (inclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -167,7 +120,7 @@ pub struct VfProfileSpec {
     /// Administrative link state of the VF: auto (follows the PF), enable (forced up) or disable
     /// (forced down). Some drivers (igb) refuse it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub link_state: Option<LinkState>,
+    pub link_state: Option<VfLinkState>,
     /// Guaranteed minimum TX rate of the VF in Mbps (0: none). At most maxTxRateMbps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_tx_rate_mbps: Option<u32>,
@@ -303,8 +256,8 @@ impl VfProfile {
     pub const KIND: &'static str = "VfProfile";
 
     /// Reads `<dir>/<name>.json` and checks it is the named, valid `VfProfile`.
-    pub fn load(dir: &Path, name: &str) -> Result<Self, ProfileFileError> {
-        let path = dir.join(format!("{name}.json"));
+    pub fn load(dir: &ProfileDir, name: &str) -> Result<Self, ProfileFileError> {
+        let path = dir.profile(name);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -361,7 +314,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(s.vlan_proto, Some(VlanProto::Dot1Ad));
-        assert_eq!(s.link_state, Some(LinkState::Enable));
+        assert_eq!(s.link_state, Some(VfLinkState::Enable));
         assert!(s.allows_namespace("tenant-a") && !s.allows_namespace("tenant-b"));
         assert!(s.pod_vlan_range.unwrap().contains(250));
         assert!(VfProfileSpec::default().allows_namespace("anything"));
@@ -400,19 +353,19 @@ mod tests {
             "spec": {"vlan": 100}
         });
         std::fs::write(dir.path().join("tenant-a.json"), obj.to_string()).unwrap();
-        assert_eq!(VfProfile::load(dir.path(), "tenant-a").unwrap().spec.vlan, Some(100));
-        let e = VfProfile::load(dir.path(), "tenant-b").unwrap_err();
+        assert_eq!(VfProfile::load(&ProfileDir::new(dir.path()), "tenant-a").unwrap().spec.vlan, Some(100));
+        let e = VfProfile::load(&ProfileDir::new(dir.path()), "tenant-b").unwrap_err();
         assert!(matches!(e, ProfileFileError::NotFound { .. }));
         assert!(e.to_string().starts_with("profile tenant-b not found: "), "{e}");
         std::fs::write(dir.path().join("bad.json"), obj.to_string()).unwrap();
-        let e = VfProfile::load(dir.path(), "bad").unwrap_err().to_string();
+        let e = VfProfile::load(&ProfileDir::new(dir.path()), "bad").unwrap_err().to_string();
         assert!(e.contains("metadata.name is \"tenant-a\", expected \"bad\""), "{e}");
         std::fs::write(
             dir.path().join("q.json"),
             obj.to_string().replace("\"vlan\":100", "\"vlan\":5000").replace("tenant-a", "q"),
         )
         .unwrap();
-        let e = VfProfile::load(dir.path(), "q").unwrap_err().to_string();
+        let e = VfProfile::load(&ProfileDir::new(dir.path()), "q").unwrap_err().to_string();
         assert!(e.ends_with("spec.vlan: 5000 is outside 0-4094"), "{e}");
     }
 }

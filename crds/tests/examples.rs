@@ -60,7 +60,8 @@ fn example_profiles_are_valid() {
         // What the CNI plugin loads: the object as a profile file.
         let dir = tempfile::tempdir().expect("a temp dir");
         std::fs::write(dir.path().join(format!("{}.json", profile.name())), doc.to_string()).expect("written");
-        let loaded = VfProfile::load(dir.path(), profile.name()).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let loaded = VfProfile::load(&vfnet_types::ProfileDir::new(dir.path()), profile.name())
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(loaded, profile);
     }
     let vlans: Vec<Option<u16>> = profiles

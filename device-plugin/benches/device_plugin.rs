@@ -151,7 +151,7 @@ async fn change_to_update(fixture: &Fixture) {
     let kubelet = FakeKubelet::start(&plugins).unwrap();
     let mut config = vfnet_device_plugin::Config::new(&pools_file);
     config.kubelet_dir = dir.path().join("kubelet");
-    config.run_dir = dir.path().join("run");
+    config.run_dir = vfnet_types::RunDir::new(dir.path().join("run"));
     config.devinfo_dir = dir.path().join("devinfo");
     config.sysfs_root = fixture.root().to_owned();
     config.metrics_addr = None;

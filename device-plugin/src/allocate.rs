@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use kubelet_api::deviceplugin::v1beta1::{ContainerAllocateResponse, DeviceSpec};
 use serde_json::json;
 use sriov::persist::{self, PersistError};
-use sriov::record::{DeviceRecord, DeviceType};
+use sriov::record::DeviceRecord;
+use vfnet_types::{DeviceType, RunDir};
 
 use crate::inventory::{Device, PoolDevices};
 use crate::pools::Pool;
@@ -58,8 +59,8 @@ pub enum AllocateError {
 /// Where Allocate writes, and where device nodes are looked for.
 #[derive(Debug, Clone)]
 pub struct Paths {
-    /// `--run-dir`: device records go to `<run_dir>/devices/`.
-    pub run_dir: PathBuf,
+    /// `--run-dir`: device records go to its `devices/`.
+    pub run_dir: RunDir,
     /// Device-info files for Multus (`/var/run/k8s.cni.cncf.io/devinfo/dp`).
     pub devinfo_dir: PathBuf,
     /// Root under which `dev/vfio/` is looked at (the sysfs root: `/` on a node).

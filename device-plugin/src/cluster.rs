@@ -43,6 +43,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use vfnet_types::{ProfileDir, RunDir};
+
 use crate::pools::ClusterPool;
 use crate::watch::Trigger;
 
@@ -54,8 +56,6 @@ pub const REASON_ADVERTISED: &str = "PoolAdvertised";
 pub const REASON_INVALID: &str = "PoolInvalid";
 /// A pool this node stopped serving because its nodeSelector no longer matches the node.
 pub const REASON_WITHDRAWN: &str = "PoolWithdrawn";
-/// The daemon's cache of the cluster pools it serves, under the run directory.
-pub const CACHE_FILE: &str = "cluster-pools.json";
 /// The label node selectors see with the node's name.
 const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 /// How long one Event may take to publish.
@@ -148,7 +148,7 @@ fn pool_resource() -> ApiResource {
 pub(crate) fn start(
     client: Client,
     node: String,
-    run_dir: &Path,
+    run_dir: &RunDir,
     triggers: mpsc::Sender<Trigger>,
     stop: CancellationToken,
 ) -> ClusterSync {
@@ -158,7 +158,7 @@ pub(crate) fn start(
     let (reports, reports_rx) = mpsc::unbounded_channel();
     tracing::info!(%node, "cluster mode: syncing VfProfiles, VfPools and Node {node} with the API server");
     let tasks = vec![
-        tokio::spawn(sync_profiles(client.clone(), run_dir.join("profiles"), stop.child_token())),
+        tokio::spawn(sync_profiles(client.clone(), run_dir.profiles(), stop.child_token())),
         tokio::spawn(sync_pools(client.clone(), node.clone(), pools, desired_tx, triggers, stop.child_token())),
         tokio::spawn(record_events(client, node, pool_store, reports_rx, stop.child_token())),
     ];
@@ -180,7 +180,7 @@ fn safe_name(name: &str) -> bool {
 }
 
 /// Writes the profile's file unless it already holds exactly this; returns the name.
-fn mirror_profile(dir: &Path, obj: &DynamicObject) -> Option<String> {
+fn mirror_profile(dir: &ProfileDir, obj: &DynamicObject) -> Option<String> {
     let name = obj.metadata.name.clone()?;
     if !safe_name(&name) {
         tracing::warn!(profile = %name, "VfProfile name unusable as a file name; not mirrored");
@@ -196,7 +196,7 @@ fn mirror_profile(dir: &Path, obj: &DynamicObject) -> Option<String> {
             tracing::warn!(profile = %name, error = %e, "VfProfile is invalid: mirrored, the CNI plugin will refuse it")
         }
     }
-    let path = dir.join(format!("{name}.json"));
+    let path = dir.profile(&name);
     let bytes = match serde_json::to_vec_pretty(&value) {
         Ok(b) => b,
         Err(e) => {
@@ -219,11 +219,11 @@ fn mirror_profile(dir: &Path, obj: &DynamicObject) -> Option<String> {
     Some(name)
 }
 
-fn remove_profile(dir: &Path, name: &str) {
+fn remove_profile(dir: &ProfileDir, name: &str) {
     if !safe_name(name) {
         return;
     }
-    let path = dir.join(format!("{name}.json"));
+    let path = dir.profile(name);
     if !path.exists() {
         return;
     }
@@ -234,8 +234,8 @@ fn remove_profile(dir: &Path, name: &str) {
 }
 
 /// After a (re-)list: removes the files of profiles not in `listed`.
-fn prune_profiles(dir: &Path, listed: &HashSet<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+fn prune_profiles(dir: &ProfileDir, listed: &HashSet<String>) {
+    let Ok(entries) = std::fs::read_dir(dir.path()) else { return };
     for entry in entries.flatten() {
         let file = entry.file_name();
         let Some(name) = file.to_str().and_then(|f| f.strip_suffix(".json")) else { continue };
@@ -252,8 +252,8 @@ async fn blocking(f: impl FnOnce() + Send + 'static) {
     }
 }
 
-async fn sync_profiles(client: Client, dir: PathBuf, stop: CancellationToken) {
-    if let Err(e) = sriov::persist::create_private_dir(&dir) {
+async fn sync_profiles(client: Client, dir: ProfileDir, stop: CancellationToken) {
+    if let Err(e) = sriov::persist::create_private_dir(dir.path()) {
         tracing::error!(error = %e, "cannot create the profile directory; profiles are not mirrored");
         return;
     }
@@ -635,27 +635,27 @@ mod tests {
 
     #[test]
     fn profiles_are_mirrored_as_served_and_pruned() {
-        let dir = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ProfileDir::new(tmp.path());
         let obj: DynamicObject = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "tenant-a", "resourceVersion": "3", "managedFields": [{"manager": "kubectl"}]},
             "spec": {"vlan": 100}
         }))
         .unwrap();
-        assert_eq!(mirror_profile(dir.path(), &obj).as_deref(), Some("tenant-a"));
-        let file: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join("tenant-a.json")).unwrap()).unwrap();
+        assert_eq!(mirror_profile(&dir, &obj).as_deref(), Some("tenant-a"));
+        let file: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.profile("tenant-a")).unwrap()).unwrap();
         assert_eq!(file["apiVersion"], "vfnet.dev/v1alpha1");
         assert_eq!(file["kind"], "VfProfile");
         assert_eq!(file["spec"]["vlan"], 100);
         assert!(file["metadata"].get("managedFields").is_none());
-        assert_eq!(VfProfile::load(dir.path(), "tenant-a").unwrap().spec.vlan, Some(100));
-        std::fs::write(dir.path().join("old.json"), "{}").unwrap();
-        prune_profiles(dir.path(), &["tenant-a".to_owned()].into());
-        assert!(!dir.path().join("old.json").exists());
-        assert!(dir.path().join("tenant-a.json").exists());
+        assert_eq!(VfProfile::load(&dir, "tenant-a").unwrap().spec.vlan, Some(100));
+        std::fs::write(dir.profile("old"), "{}").unwrap();
+        prune_profiles(&dir, &["tenant-a".to_owned()].into());
+        assert!(!dir.profile("old").exists());
+        assert!(dir.profile("tenant-a").exists());
         let mut bad = obj.clone();
         bad.metadata.name = Some("../x".into());
-        assert_eq!(mirror_profile(dir.path(), &bad), None);
+        assert_eq!(mirror_profile(&dir, &bad), None);
     }
 
     #[test]

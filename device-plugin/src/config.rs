@@ -3,6 +3,13 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+use vfnet_types::RunDir;
+
+/// Where Multus looks for the device-info files of device plugins (its device-info spec).
+pub const DEFAULT_DEVINFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/dp";
+/// The default `/metrics` and `/healthz` address.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9476";
 use std::time::Duration;
 
 /// Everything the daemon needs to know.
@@ -17,8 +24,8 @@ pub struct Config {
     pub resource_prefix: String,
     /// kubelet's root directory; sockets go to `<kubelet_dir>/device-plugins/`.
     pub kubelet_dir: PathBuf,
-    /// vfnet's runtime directory; device records go to `<run_dir>/devices/`.
-    pub run_dir: PathBuf,
+    /// vfnet's runtime directory: device records, mirrored profiles, the node socket.
+    pub run_dir: RunDir,
     /// Where device-info files for Multus go.
     pub devinfo_dir: PathBuf,
     /// Root of the node's sysfs (and `proc/net/`): `/` on a node.
@@ -46,14 +53,14 @@ impl Config {
         Self {
             pools_file: pools_file.into(),
             cluster: None,
-            resource_prefix: "vfnet.dev".to_owned(),
-            kubelet_dir: PathBuf::from("/var/lib/kubelet"),
-            run_dir: PathBuf::from("/run/vfnet"),
-            devinfo_dir: PathBuf::from("/var/run/k8s.cni.cncf.io/devinfo/dp"),
+            resource_prefix: crds::GROUP.to_owned(),
+            kubelet_dir: PathBuf::from(kubelet_api::KUBELET_ROOT),
+            run_dir: RunDir::default(),
+            devinfo_dir: PathBuf::from(DEFAULT_DEVINFO_DIR),
             sysfs_root: PathBuf::from("/"),
             node_name: None,
             node_labels: BTreeMap::new(),
-            metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9476))),
+            metrics_addr: DEFAULT_METRICS_ADDR.parse().ok(),
             rescan_interval: Duration::from_secs(10),
             pools_check_interval: Duration::from_secs(1),
             kernel_events: true,

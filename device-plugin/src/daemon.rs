@@ -277,7 +277,7 @@ fn load_cache(config: &Config) -> Vec<Arc<Pool>> {
 }
 
 fn cache_path(config: &Config) -> PathBuf {
-    config.run_dir.join(cluster::CACHE_FILE)
+    config.run_dir.cluster_pools_cache()
 }
 
 fn store_cache(path: &Path, pools: &[Arc<Pool>]) {

@@ -8,11 +8,8 @@
 
 use std::fmt;
 
-use sriov::record::DeviceType;
 use sriov::sysfs::{Pf, Vf};
-
-/// Drivers that hand a VF to userspace instead of making a netdev.
-pub const USERSPACE_DRIVERS: &[&str] = &["vfio-pci", "uio_pci_generic", "igb_uio"];
+use vfnet_types::{DeviceType, is_userspace_driver};
 
 /// A device's health, with the reason when it is not healthy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +59,7 @@ pub fn check(device_type: DeviceType, pf: &Pf, vf: &Vf) -> Health {
         return Health::Unhealthy("VF is not bound to a driver".to_owned());
     };
     match device_type {
-        DeviceType::Netdevice if USERSPACE_DRIVERS.contains(&driver) => {
+        DeviceType::Netdevice if is_userspace_driver(driver) => {
             Health::Unhealthy(format!("VF is bound to {driver}, but the pool wants a netdevice driver"))
         }
         DeviceType::VfioPci if driver != "vfio-pci" => {

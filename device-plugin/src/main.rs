@@ -35,16 +35,16 @@ struct Args {
     #[arg(long, env = "VFNET_KUBECONFIG", value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
     /// Resource prefix: pools are advertised as <prefix>/<resourceName>.
-    #[arg(long, env = "VFNET_RESOURCE_PREFIX", default_value = "vfnet.dev")]
+    #[arg(long, env = "VFNET_RESOURCE_PREFIX", default_value = crds::GROUP)]
     resource_prefix: String,
     /// kubelet's root directory (sockets go to its device-plugins/).
-    #[arg(long, env = "VFNET_KUBELET_DIR", default_value = "/var/lib/kubelet")]
+    #[arg(long, env = "VFNET_KUBELET_DIR", default_value = kubelet_api::KUBELET_ROOT)]
     kubelet_dir: PathBuf,
     /// vfnet's runtime directory (device records go to its devices/).
-    #[arg(long, env = "VFNET_RUN_DIR", default_value = "/run/vfnet")]
+    #[arg(long, env = "VFNET_RUN_DIR", default_value = vfnet_types::layout::DEFAULT_RUN_DIR)]
     run_dir: PathBuf,
     /// Directory of the device-info files Multus hands to CNI plugins.
-    #[arg(long, env = "VFNET_DEVINFO_DIR", default_value = "/var/run/k8s.cni.cncf.io/devinfo/dp")]
+    #[arg(long, env = "VFNET_DEVINFO_DIR", default_value = vfnet_device_plugin::config::DEFAULT_DEVINFO_DIR)]
     devinfo_dir: PathBuf,
     /// Root of the node's /sys and /proc (a fake tree in tests).
     #[arg(long, env = "VFNET_SYSFS_ROOT", default_value = "/")]
@@ -58,7 +58,7 @@ struct Args {
     #[arg(long, env = "VFNET_NODE_LABELS", default_value = "")]
     node_labels: String,
     /// Address for /metrics and /healthz, or "off".
-    #[arg(long, env = "VFNET_METRICS_ADDR", default_value = "127.0.0.1:9476")]
+    #[arg(long, env = "VFNET_METRICS_ADDR", default_value = vfnet_device_plugin::config::DEFAULT_METRICS_ADDR)]
     metrics_addr: String,
     /// Period of the safety-net rescan (e.g. 10s, 500ms).
     #[arg(long, env = "VFNET_RESCAN_INTERVAL", default_value = "10s", value_parser = parse_duration)]
@@ -114,7 +114,7 @@ impl Args {
         c.cluster = cluster;
         c.resource_prefix = self.resource_prefix.clone();
         c.kubelet_dir = self.kubelet_dir.clone();
-        c.run_dir = self.run_dir.clone();
+        c.run_dir = vfnet_types::RunDir::new(&self.run_dir);
         c.devinfo_dir = self.devinfo_dir.clone();
         c.sysfs_root = self.sysfs_root.clone();
         c.node_name = self.node_name.clone();

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use crds::pool::{PoolMeta, PoolObject as VfPool, PoolSpecError, VfPoolSpec};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use sriov::range::VfRangeError;
 use sriov::sysfs::Node;
+use vfnet_types::range::VfRangeError;
 
 use crate::selector::Selector;
 
@@ -344,7 +344,7 @@ mod tests {
         assert_eq!(pools.len(), 2);
         assert_eq!(pools[0].resource, "vfnet.dev/tenant_a");
         assert_eq!(pools[0].socket_name(), "vfnet-tenant_a.sock");
-        assert_eq!(pools[1].spec.device_type, sriov::record::DeviceType::VfioPci);
+        assert_eq!(pools[1].spec.device_type, vfnet_types::DeviceType::VfioPci);
         assert_eq!(pools[1].index, 1);
     }
 

@@ -2,8 +2,8 @@
 
 use crds::pool::{self, PfRef, PoolSpecError, VfSelector};
 use sriov::PciAddress;
-use sriov::range::VfRangeError;
 use sriov::sysfs::{Pf, Vf};
+use vfnet_types::range::VfRangeError;
 
 /// A selector with every entry parsed. Each non-empty list must match; within a list, any entry.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -55,7 +55,7 @@ impl Selector {
                 .iter()
                 .enumerate()
                 .map(|(i, e)| {
-                    e.parse().map_err(|e: sriov::pci::PciAddressError| fail("pciAddresses", i, e.to_string()))
+                    e.parse().map_err(|e: vfnet_types::pci::PciAddressError| fail("pciAddresses", i, e.to_string()))
                 })
                 .collect::<Result<_, _>>()?,
             root_devices: s

@@ -10,6 +10,7 @@ mod apiserver;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use vfnet_types::{ProfileDir, RunDir};
 
 use apiserver::{ApiServer, NODES, POOLS, PROFILES, node, pool, profile};
 use crds::VfProfile;
@@ -41,15 +42,19 @@ fn two_pfs() -> Fixture {
 struct Node {
     _tmp: tempfile::TempDir,
     kubelet: PathBuf,
-    run: PathBuf,
+    run: RunDir,
     fixture: Fixture,
 }
 
 impl Node {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let n =
-            Self { kubelet: tmp.path().join("kubelet"), run: tmp.path().join("run"), fixture: two_pfs(), _tmp: tmp };
+        let n = Self {
+            kubelet: tmp.path().join("kubelet"),
+            run: RunDir::new(tmp.path().join("run")),
+            fixture: two_pfs(),
+            _tmp: tmp,
+        };
         std::fs::create_dir_all(n.plugins()).unwrap();
         n
     }
@@ -58,8 +63,8 @@ impl Node {
         self.kubelet.join("device-plugins")
     }
 
-    fn profiles(&self) -> PathBuf {
-        self.run.join("profiles")
+    fn profiles(&self) -> ProfileDir {
+        self.run.profiles()
     }
 
     async fn config(&self, api: &ApiServer) -> Config {
@@ -84,7 +89,7 @@ impl Node {
 
     /// The mirrored file of profile `name`, parsed.
     fn profile_file(&self, name: &str) -> Option<Value> {
-        std::fs::read(self.profiles().join(format!("{name}.json"))).ok().map(|b| serde_json::from_slice(&b).unwrap())
+        std::fs::read(self.profiles().profile(name)).ok().map(|b| serde_json::from_slice(&b).unwrap())
     }
 
     fn socket(&self, resource_name: &str) -> PathBuf {
@@ -121,14 +126,14 @@ async fn profiles_are_mirrored_updated_and_deleted() {
     let n = Node::new();
     // A file of a profile that no longer exists: the first list removes it.
     std::fs::create_dir_all(n.profiles()).unwrap();
-    std::fs::write(n.profiles().join("gone.json"), "{}").unwrap();
+    std::fs::write(n.profiles().profile("gone"), "{}").unwrap();
     let daemon = n.start(&api).await;
 
     eventually("both profiles mirrored", || {
         n.profile_file("tenant-a").is_some() && n.profile_file("tenant-b").is_some()
     })
     .await;
-    eventually("the stale file removed", || !n.profiles().join("gone.json").exists()).await;
+    eventually("the stale file removed", || !n.profiles().profile("gone").exists()).await;
     let a = n.profile_file("tenant-a").unwrap();
     assert_eq!(
         (&a["apiVersion"], &a["kind"], &a["metadata"]["name"]),
@@ -149,8 +154,10 @@ async fn profiles_are_mirrored_updated_and_deleted() {
     eventually("tenant-a removed", || n.profile_file("tenant-a").is_none()).await;
     eventually("tenant-c mirrored", || n.profile_file("tenant-c").is_some()).await;
     // No temporary files left behind.
-    let mut names: Vec<String> =
-        std::fs::read_dir(n.profiles()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(n.profiles().path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["tenant-b.json", "tenant-c.json"]);
     daemon.shutdown().await;
@@ -349,7 +356,7 @@ async fn pools_follow_the_node_labels_with_events_per_node() {
     let mut zb = list_and_watch(&kubelet, "vfnet.dev/zone_b").await;
     assert_eq!(zb.message().await.unwrap().unwrap().devices.len(), 3);
     // The served pools are cached for a restart.
-    let cache: Value = serde_json::from_slice(&std::fs::read(n.run.join("cluster-pools.json")).unwrap()).unwrap();
+    let cache: Value = serde_json::from_slice(&std::fs::read(n.run.cluster_pools_cache()).unwrap()).unwrap();
     assert_eq!(cache.as_array().unwrap().len(), 1);
     assert_eq!(cache[0]["metadata"]["name"], "zone-b");
     assert_eq!(cache[0]["spec"]["selector"]["pfNames"], json!(["eth1#0-2"]));
@@ -396,7 +403,7 @@ fn args(n: &Node, kubeconfig: &Path) -> Vec<String> {
         "--kubelet-dir",
         &n.kubelet.display().to_string(),
         "--run-dir",
-        &n.run.display().to_string(),
+        &n.run.to_string(),
         "--devinfo-dir",
         &n._tmp.path().join("devinfo").display().to_string(),
         "--sysfs-root",

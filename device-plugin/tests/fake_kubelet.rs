@@ -40,7 +40,7 @@ fn two_pfs() -> Fixture {
 struct Dirs {
     _tmp: tempfile::TempDir,
     kubelet: PathBuf,
-    run: PathBuf,
+    run: vfnet_types::RunDir,
     devinfo: PathBuf,
     pools: PathBuf,
 }
@@ -50,7 +50,7 @@ impl Dirs {
         let tmp = tempfile::tempdir().unwrap();
         let d = Self {
             kubelet: tmp.path().join("kubelet"),
-            run: tmp.path().join("run"),
+            run: vfnet_types::RunDir::new(tmp.path().join("run")),
             devinfo: tmp.path().join("devinfo"),
             pools: tmp.path().join("pools.yaml"),
             _tmp: tmp,
@@ -472,7 +472,7 @@ fn run_args(dirs: &Dirs, root: &Path) -> Vec<String> {
         "--kubelet-dir".into(),
         dirs.kubelet.display().to_string(),
         "--run-dir".into(),
-        dirs.run.display().to_string(),
+        dirs.run.to_string(),
         "--devinfo-dir".into(),
         dirs.devinfo.display().to_string(),
         "--sysfs-root".into(),

@@ -15,7 +15,7 @@ pub mod v1beta1 {
 /// The API version a plugin registers with.
 pub const VERSION: &str = "v1beta1";
 /// Where kubelet and device plugins keep their sockets.
-pub const DEVICE_PLUGIN_PATH: &str = "/var/lib/kubelet/device-plugins";
+pub const DEVICE_PLUGIN_PATH: &str = concat!(kubelet_root!(), "/device-plugins");
 /// kubelet's registration socket, relative to [`DEVICE_PLUGIN_PATH`].
 pub const KUBELET_SOCKET: &str = "kubelet.sock";
 /// [`v1beta1::Device::health`] of a usable device.

@@ -9,6 +9,17 @@
 //! - [`uds`]: gRPC over unix sockets, client and server side;
 //! - `fake` (feature `fake`): kubelet's side in-process, for tests.
 
+/// kubelet's root directory as a literal, for the paths below it.
+macro_rules! kubelet_root {
+    () => {
+        "/var/lib/kubelet"
+    };
+}
+
+/// kubelet's default root directory (`--root-dir`): the device plugin and pod resources sockets
+/// live below it.
+pub const KUBELET_ROOT: &str = kubelet_root!();
+
 pub mod deviceplugin;
 pub mod podresources;
 pub mod uds;

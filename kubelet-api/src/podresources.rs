@@ -16,7 +16,7 @@ pub mod v1 {
 use v1::pod_resources_lister_client::PodResourcesListerClient;
 
 /// kubelet's pod resources socket.
-pub const SOCKET: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
+pub const SOCKET: &str = concat!(kubelet_root!(), "/pod-resources/kubelet.sock");
 /// Largest response accepted: `List` answers for every pod of the node (Multus uses the same
 /// bound).
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;

@@ -95,48 +95,7 @@ impl NetlinkError {
 /// Result alias for this module.
 pub type Result<T, E = NetlinkError> = std::result::Result<T, E>;
 
-/// VLAN tag protocol of a VF VLAN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub enum VlanProto {
-    /// IEEE 802.1Q (0x8100), the default.
-    #[default]
-    #[serde(rename = "802.1Q", alias = "802.1q")]
-    Dot1Q,
-    /// IEEE 802.1ad (0x88a8), "QinQ".
-    #[serde(rename = "802.1ad", alias = "802.1AD")]
-    Dot1Ad,
-}
-
-impl fmt::Display for VlanProto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Dot1Q => "802.1Q",
-            Self::Dot1Ad => "802.1ad",
-        })
-    }
-}
-
-/// Administrative link state the PF imposes on a VF.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VfLinkState {
-    /// Follows the PF's link.
-    Auto,
-    /// Always up.
-    Enable,
-    /// Always down.
-    Disable,
-}
-
-impl fmt::Display for VfLinkState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Auto => "auto",
-            Self::Enable => "enable",
-            Self::Disable => "disable",
-        })
-    }
-}
+pub use vfnet_types::{VfLinkState, VlanProto};
 
 /// One VF setting made through the PF.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -420,7 +379,7 @@ impl std::str::FromStr for IpPrefix {
     }
 }
 
-serde_as_string!(IpPrefix);
+vfnet_types::serde_as_string!(IpPrefix);
 
 /// macvtap modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

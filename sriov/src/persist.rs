@@ -30,13 +30,24 @@ fn err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Persis
 /// Writes `bytes` to `path` atomically and durably (mode 0600; parent directories are created
 /// with mode 0700).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
+    create_private_dir(path.parent().unwrap_or(Path::new(".")))?;
+    replace_with(path, 0o600, |f| f.write_all(bytes))
+}
+
+/// Replaces `path` (in an existing directory) with a file of mode `mode` that `fill` writes:
+/// a reader, or a process exec'ing the file, sees the old file or the new one, never a partial
+/// one. The temporary file is removed if anything fails.
+pub fn replace_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<(), PersistError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    create_private_dir(dir)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let write = || -> io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(bytes)?;
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        fill(&mut f)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
         File::open(dir)?.sync_all()

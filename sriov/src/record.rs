@@ -4,33 +4,13 @@
 //! plugin reads it to check that a profile's `physicalNetwork` matches the VF's pool. Both sides
 //! use this one type so the file format cannot drift.
 
-use std::path::{Path, PathBuf};
-
 use serde::{Deserialize, Serialize};
 
 use crate::PciAddress;
 use crate::persist::{self, PersistError};
+use vfnet_types::RunDir;
 
-/// How a pool hands its VFs to pods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-pub enum DeviceType {
-    /// A kernel netdev VF (moved into the pod, or a macvtap put on it).
-    #[default]
-    #[serde(rename = "netdevice")]
-    Netdevice,
-    /// A VF bound to vfio-pci for a userspace application.
-    #[serde(rename = "vfio-pci")]
-    VfioPci,
-}
-
-impl std::fmt::Display for DeviceType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Netdevice => "netdevice",
-            Self::VfioPci => "vfio-pci",
-        })
-    }
-}
+pub use vfnet_types::DeviceType;
 
 /// The record of one VF.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,19 +35,14 @@ pub struct DeviceRecord {
 }
 
 impl DeviceRecord {
-    /// `<run_dir>/devices/<pci>.json`.
-    pub fn path(run_dir: &Path, pci: &PciAddress) -> PathBuf {
-        run_dir.join("devices").join(format!("{pci}.json"))
-    }
-
-    /// Reads the record of `pci`, `None` if there is none.
-    pub fn load(run_dir: &Path, pci: &PciAddress) -> Result<Option<Self>, PersistError> {
-        persist::read_json(&Self::path(run_dir, pci))
+    /// Reads the record of `pci` ([`RunDir::device_record`]), `None` if there is none.
+    pub fn load(run_dir: &RunDir, pci: &PciAddress) -> Result<Option<Self>, PersistError> {
+        persist::read_json(&run_dir.device_record(pci))
     }
 
     /// Writes the record atomically.
-    pub fn store(&self, run_dir: &Path) -> Result<(), PersistError> {
-        persist::write_json(&Self::path(run_dir, &self.pci), self)
+    pub fn store(&self, run_dir: &RunDir) -> Result<(), PersistError> {
+        persist::write_json(&run_dir.device_record(&self.pci), self)
     }
 }
 
@@ -87,7 +62,8 @@ mod tests {
             pf_name: Some("eth0".into()),
             vf_index: 2,
         };
-        rec.store(dir.path()).unwrap();
+        let run = RunDir::new(dir.path());
+        rec.store(&run).unwrap();
         let raw: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("devices/0000:01:00.2.json")).unwrap()).unwrap();
         assert_eq!(raw["resourceName"], "vfnet.dev/tenant-a");
@@ -95,7 +71,7 @@ mod tests {
         assert_eq!(raw["deviceType"], "vfio-pci");
         assert_eq!(raw["pf"], "0000:00:09.0");
         assert_eq!(raw["vfIndex"], 2);
-        assert_eq!(DeviceRecord::load(dir.path(), &rec.pci).unwrap(), Some(rec));
-        assert_eq!(DeviceRecord::load(dir.path(), &"0000:01:00.3".parse().unwrap()).unwrap(), None);
+        assert_eq!(DeviceRecord::load(&run, &rec.pci).unwrap(), Some(rec));
+        assert_eq!(DeviceRecord::load(&run, &"0000:01:00.3".parse().unwrap()).unwrap(), None);
     }
 }

@@ -43,7 +43,7 @@ async fn start(pools: &str) -> Result<Plugin> {
     fs::write(&pools_file, pools)?;
     let mut config = Config::new(&pools_file);
     config.kubelet_dir = dir.path().join("kubelet");
-    config.run_dir = dir.path().join("run");
+    config.run_dir = vfnet_types::RunDir::new(dir.path().join("run"));
     config.devinfo_dir = dir.path().join("devinfo");
     config.metrics_addr = Some("127.0.0.1:0".parse()?);
     config.rescan_interval = RESCAN;

@@ -18,9 +18,6 @@ use crate::policy;
 use crate::result::CniResult;
 use crate::vf;
 
-/// Drivers that hand a VF to userspace (no netdev).
-const USERSPACE_DRIVERS: &[&str] = &["vfio-pci", "uio_pci_generic", "igb_uio"];
-
 /// Runs ADD and returns the result to print.
 pub fn add<H: Host>(host: &H, ctx: &Ctx<'_>) -> Result<Value> {
     let (env, conf) = (ctx.env, ctx.conf);
@@ -42,7 +39,7 @@ pub fn add<H: Host>(host: &H, ctx: &Ctx<'_>) -> Result<Value> {
         )
     })?;
     let driver = sysfs_vf.driver.clone().unwrap_or_default();
-    let userspace_driver = USERSPACE_DRIVERS.contains(&driver.as_str());
+    let userspace_driver = vfnet_types::is_userspace_driver(&driver);
     let vnic = conf.vnic_type.unwrap_or(if userspace_driver { VnicType::Userspace } else { VnicType::Direct });
     match (vnic, userspace_driver) {
         (VnicType::Userspace, false) => {
@@ -129,7 +126,7 @@ pub fn add<H: Host>(host: &H, ctx: &Ctx<'_>) -> Result<Value> {
                 let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 Err(e.details(format!(
                     "rollback incomplete, journal {} kept for DEL: {}",
-                    Journal::path(&conf.state_dir, &vf_pci).display(),
+                    conf.state_dir.journal(&vf_pci).display(),
                     list.join("; ")
                 )))
             }

@@ -125,7 +125,7 @@ pub fn release_and_forget<H: Host>(host: &H, ctx: &Ctx<'_>, j: &Journal) -> Resu
                         j.vf,
                         j.container_id,
                         j.ifname,
-                        Journal::path(&ctx.conf.state_dir, &j.vf).display()
+                        ctx.conf.state_dir.journal(&j.vf).display()
                     ),
                 )
                 .details(list.join("; ")))

@@ -8,9 +8,9 @@ use crate::ipam::Ipam;
 
 /// Runs STATUS.
 pub fn status(ctx: &Ctx<'_>) -> Result<()> {
-    let probe = ctx.conf.state_dir.join(".status-probe");
+    let probe = ctx.conf.state_dir.path().join(".status-probe");
     sriov::persist::write_atomic(&probe, b"ok").and_then(|()| sriov::persist::remove(&probe)).map_err(|e| {
-        CniError::new(Code::NotAvailable, format!("state directory {} is unusable: {e}", ctx.conf.state_dir.display()))
+        CniError::new(Code::NotAvailable, format!("state directory {} is unusable: {e}", ctx.conf.state_dir))
     })?;
     if let Some(t) = &ctx.conf.ipam_type {
         let ipam =

@@ -10,11 +10,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use sriov::PciAddress;
-use sriov::record::{DeviceRecord, DeviceType};
+use sriov::record::DeviceRecord;
 use vfnet_cni::fake::FakeHost;
 use vfnet_cni::host::Host;
 use vfnet_cni::journal::Journal;
+use vfnet_types::{DeviceType, PciAddress, ProfileDir, RunDir, StateDir};
 
 /// The container id of the default attachment.
 pub(crate) const CTR: &str = "ctr-a";
@@ -116,16 +116,16 @@ impl<H: Host> Rig<H> {
         rig
     }
 
-    pub(crate) fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
+    pub(crate) fn state_dir(&self) -> StateDir {
+        StateDir::new(self.dir.path().join("state"))
     }
 
-    pub(crate) fn run_dir(&self) -> PathBuf {
-        self.dir.path().join("run")
+    pub(crate) fn run_dir(&self) -> RunDir {
+        RunDir::new(self.dir.path().join("run"))
     }
 
-    pub(crate) fn profile_dir(&self) -> PathBuf {
-        self.dir.path().join("profiles")
+    pub(crate) fn profile_dir(&self) -> ProfileDir {
+        ProfileDir::new(self.dir.path().join("profiles"))
     }
 
     /// The directory on `CNI_PATH` (before Debian's).
@@ -140,9 +140,9 @@ impl<H: Host> Rig<H> {
             "name": "net-a",
             "type": "vfnet",
             "deviceID": vf.to_string(),
-            "stateDir": self.state_dir(),
-            "runDir": self.run_dir(),
-            "profileDir": self.profile_dir(),
+            "stateDir": self.state_dir().path(),
+            "runDir": self.run_dir().path(),
+            "profileDir": self.profile_dir().path(),
         });
         merge(&mut c, extra);
         c
@@ -186,7 +186,7 @@ impl<H: Host> Rig<H> {
 
     /// The journal file of `vf`.
     pub(crate) fn journal_path(&self, vf: PciAddress) -> PathBuf {
-        Journal::path(&self.state_dir(), &vf)
+        self.state_dir().journal(&vf)
     }
 
     /// The journal of `vf`, if any.
@@ -203,7 +203,7 @@ impl<H: Host> Rig<H> {
             "spec": spec,
         });
         std::fs::create_dir_all(self.profile_dir()).unwrap();
-        std::fs::write(self.profile_dir().join(format!("{name}.json")), obj.to_string()).unwrap();
+        std::fs::write(self.profile_dir().profile(name), obj.to_string()).unwrap();
     }
 
     /// Writes the device plugin's record of `vf`.

@@ -160,15 +160,15 @@ fn run() -> Result<()> {
             ensure!(start.elapsed() < Duration::from_secs(60), "VFs never became healthy");
         };
         show(format_args!("ListAndWatch: {}", devices.iter().map(|d| format!("{}={}", d.id, d.health)).collect::<Vec<_>>().join(" ")));
-        let profiles = run_dir.join("profiles");
+        let profiles = vfnet_types::RunDir::new(&run_dir).profiles();
         let start = Instant::now();
-        while !(profiles.join("tenant-a.json").exists() && profiles.join("tenant-b.json").exists()) {
-            ensure!(start.elapsed() < Duration::from_secs(30), "the daemon did not mirror the profiles to {}", profiles.display());
+        while !(profiles.profile("tenant-a").exists() && profiles.profile("tenant-b").exists()) {
+            ensure!(start.elapsed() < Duration::from_secs(30), "the daemon did not mirror the profiles to {profiles}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         for name in ["tenant-a", "tenant-b"] {
-            let f: Value = serde_json::from_slice(&std::fs::read(profiles.join(format!("{name}.json")))?)?;
-            show(format_args!("{}: {} {} {}", profiles.join(format!("{name}.json")).display(), f["kind"], f["metadata"]["name"], f["spec"]));
+            let f: Value = serde_json::from_slice(&std::fs::read(profiles.profile(name))?)?;
+            show(format_args!("{}: {} {} {}", profiles.profile(name).display(), f["kind"], f["metadata"]["name"], f["spec"]));
         }
         let start = Instant::now();
         let advertised = loop {
@@ -203,7 +203,7 @@ fn run() -> Result<()> {
             taken.push(vf.clone());
             let ns = NamedNetns::create(&format!("demo-{tenant}"))?;
             let conf = json!({"cniVersion": "1.1.0", "name": format!("{tenant}-net"), "type": "vfnet", "deviceID": value,
-                "profile": tenant, "runDir": run_dir, "stateDir": state_dir, "profileDir": profiles,
+                "profile": tenant, "runDir": run_dir, "stateDir": state_dir, "profileDir": profiles.path(),
                 "ipam": {"type": "host-local", "subnet": ip_range, "dataDir": scratch.join("ipam")}});
             let mut add = Invocation::vfnet("ADD", &format!("ctr-{tenant}"), Some(ns.path()), "net1");
             add.args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={tenant};K8S_POD_NAME=web-0");

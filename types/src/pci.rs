@@ -79,7 +79,8 @@ impl fmt::Display for PciAddress {
     }
 }
 
-serde_as_string!(PciAddress);
+#[cfg(feature = "serde")]
+crate::serde_as_string!(PciAddress);
 
 #[cfg(test)]
 mod tests {

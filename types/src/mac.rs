@@ -78,7 +78,8 @@ impl fmt::Debug for MacAddr {
     }
 }
 
-serde_as_string!(MacAddr);
+#[cfg(feature = "serde")]
+crate::serde_as_string!(MacAddr);
 
 #[cfg(test)]
 mod tests {
