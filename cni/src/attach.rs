@@ -16,6 +16,7 @@ use crate::fault;
 use crate::host::Host;
 use crate::journal::{Journal, NetdevState};
 use crate::result::{CniResult, Interface};
+use crate::timing;
 
 /// The VF netdev as it is in the host namespace now.
 pub fn host_netdev<H: Host>(host: &H, vf: &PciAddress) -> Result<(Link, NetdevState)> {
@@ -44,18 +45,18 @@ fn names_free<L: LinkOps>(links: &L, names: &[&str]) -> Result<bool> {
         .any(|l| names.contains(&l.name.as_str()) || l.altnames.iter().any(|a| names.contains(&a.as_str()))))
 }
 
-/// Moves the VF netdev (host index `index`) into `pod` as `ifname`, with MAC and MTU set and
-/// link down. Returns its index in the pod.
+/// Moves the VF netdev (`current`: as [`host_netdev`] just read it, under the VF's lock) into
+/// `pod` as `ifname`, with MAC and MTU set and link down. Returns its index in the pod.
 ///
 /// When no name of the VF (its name, its altnames, `CNI_IFNAME`) is in use in the pod, the VF
 /// moves straight in and is renamed there: the runtime never runs two operations on one pod at a
 /// time, so nothing can take a name meanwhile. Otherwise it goes through a private temporary
 /// namespace.
-pub fn move_into_pod<H: Host>(host: &H, index: u32, vf: &PciAddress, pod: &H::Ns, j: &Journal) -> Result<u32> {
+pub fn move_into_pod<H: Host>(host: &H, current: &Link, vf: &PciAddress, pod: &H::Ns, j: &Journal) -> Result<u32> {
     let host_ns = host.host_ns()?;
     let host_links = host.links(&host_ns)?;
     let pod_links = host.links(pod)?;
-    let current = host_links.link_by_index(index)?;
+    let index = current.index;
     let mut names: Vec<&str> = vec![current.name.as_str(), j.ifname.as_str()];
     names.extend(current.altnames.iter().map(String::as_str));
     if names_free(&pod_links, &names)? {
@@ -64,13 +65,16 @@ pub fn move_into_pod<H: Host>(host: &H, index: u32, vf: &PciAddress, pod: &H::Ns
             host_links.set_up(index, false)?;
         }
         host_links.set_netns(index, pod)?;
+        timing::mark("move");
         tracing::debug!("VF netdev moved straight into the pod");
         fault::point("moved-to-temp");
         // A failure from here leaves the VF in the pod, where the rollback finds it by PCI.
         let link = pod_links.link_by_pci(vf)?;
         stage(&pod_links, &link, j)?;
         fault::point("moved-to-pod");
-        return Ok(pod_links.link_by_name(&j.ifname)?.index);
+        timing::mark("rename/mac/mtu");
+        // A rename keeps the index (only a namespace change makes a new one).
+        return Ok(link.index);
     }
     let temp = host.temp_ns()?;
     let temp_links = host.links(&temp)?;
@@ -78,6 +82,7 @@ pub fn move_into_pod<H: Host>(host: &H, index: u32, vf: &PciAddress, pod: &H::Ns
         host_links.set_up(index, false)?;
     }
     host_links.set_netns(index, &temp)?;
+    timing::mark("move");
     tracing::debug!("VF netdev moved to the private namespace");
     fault::point("moved-to-temp");
     let staged = (|| -> Result<()> {
@@ -95,7 +100,9 @@ pub fn move_into_pod<H: Host>(host: &H, index: u32, vf: &PciAddress, pod: &H::Ns
         return Err(e);
     }
     fault::point("moved-to-pod");
-    Ok(pod_links.link_by_name(&j.ifname)?.index)
+    let index = pod_links.link_by_name(&j.ifname)?.index;
+    timing::mark("rename/mac/mtu+move");
+    Ok(index)
 }
 
 /// Renames the VF to `CNI_IFNAME` and sets MAC and MTU, where it now is.
@@ -163,6 +170,7 @@ pub fn configure_ips<H: Host>(host: &H, pod: &H::Ns, index: u32, ifname: &str, i
             tracing::warn!(%e, "cannot enable announcements");
         }
     }
+    timing::mark("announce");
     for ip in &ipam.ips {
         links.add_address(index, ip.address)?;
     }
@@ -230,6 +238,7 @@ fn return_vf<H: Host>(host: &H, j: &Journal, orig: &NetdevState, pod: Option<&H:
         let pod_links = host.links(pod)?;
         if let Ok(link) = pod_links.link_by_pci(&j.vf) {
             pod_links.set_up(link.index, false)?;
+            timing::mark("down");
             tracing::debug!("VF netdev down in the pod");
             let mut names: Vec<&str> = vec![orig.name.as_str()];
             names.extend(orig.altnames.iter().map(String::as_str));
@@ -251,11 +260,13 @@ fn return_vf<H: Host>(host: &H, j: &Journal, orig: &NetdevState, pod: Option<&H:
                 }
                 temp_links.set_netns(link.index, &host_ns)?;
             }
+            timing::mark("restore+move-home");
             tracing::debug!("VF netdev restored and back in the host");
             let back = host_links.link_by_pci(&j.vf)?;
             if orig.up {
                 host_links.set_up(back.index, true)?;
             }
+            timing::mark("up");
             return Ok(());
         }
     }

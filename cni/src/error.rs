@@ -1,9 +1,12 @@
-//! CNI errors: a spec error code, a message naming the offending key, value, VF or file, and
-//! optional details. Rendered as the spec's error JSON on stdout.
+//! CNI errors: a spec error code, a message naming the offending key, value, VF or file, the
+//! error that caused it (kept as its `source`, not flattened into a string) and details appended
+//! on the way up. Rendered as the spec's error JSON on stdout: `msg`, and in `details` every cause
+//! whose text `msg` does not already carry, then the appended details, joined with "; ".
 //!
 //! Codes 1-99 are the spec's; vfnet's own start at 100 (see [`Code`] and the README table).
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -57,34 +60,96 @@ pub enum Code {
     WrongDriver = 111,
     /// 112: restoring the VF failed; the journal is kept so a retry can finish.
     RestoreFailed = 112,
+    /// 113: the node configuration is unusable (not root's alone, unreadable, invalid).
+    NodeConfig = 113,
+    /// 114: the VF's pool does not allow the network definition's profile (`allowedProfiles`).
+    ProfileNotAllowed = 114,
 }
 
-/// A CNI error.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A cause kept behind a [`CniError`]: shared, so that the error stays `Clone`.
+type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A CNI error: a code, a message, the error that caused it (walked through
+/// [`std::error::Error::source`]) and details appended as it travels up (e.g. the rollback's
+/// failures after the failure that started the rollback).
+#[derive(Debug, Clone)]
 pub struct CniError {
     /// The code.
     pub code: Code,
     /// The message: names the key, value, VF or file.
     pub msg: String,
-    /// Further details (causes).
-    pub details: String,
+    details: Vec<String>,
+    cause: Option<Cause>,
 }
 
 impl CniError {
     /// An error with a code and a message.
     pub fn new(code: Code, msg: impl Into<String>) -> Self {
-        Self { code, msg: msg.into(), details: String::new() }
+        Self { code, msg: msg.into(), details: Vec::new(), cause: None }
     }
 
-    /// Adds details.
+    /// Appends one detail (an empty one is dropped); earlier details are kept.
+    #[must_use]
     pub fn details(mut self, details: impl Into<String>) -> Self {
-        self.details = details.into();
+        let d = details.into();
+        if !d.is_empty() {
+            self.details.push(d);
+        }
+        self
+    }
+
+    /// Keeps `cause` as this error's [`source`](std::error::Error::source).
+    #[must_use]
+    pub fn caused_by(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.cause = Some(Arc::new(cause));
+        self
+    }
+
+    /// The same error under another code.
+    #[must_use]
+    pub fn with_code(mut self, code: Code) -> Self {
+        self.code = code;
         self
     }
 
     /// The numeric code.
     pub fn code(&self) -> u32 {
         self.code as u32
+    }
+
+    /// The details appended so far, oldest first.
+    pub fn detail_list(&self) -> &[String] {
+        &self.details
+    }
+
+    /// The first error of type `T` in the cause chain.
+    pub fn find_cause<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            if let Some(found) = e.downcast_ref::<T>() {
+                return Some(found);
+            }
+            next = e.source();
+        }
+        None
+    }
+
+    /// The spec's `details`: the causes whose text `msg` (or an outer cause) does not already
+    /// carry, then the appended details, joined with "; ".
+    pub fn rendered_details(&self) -> String {
+        let mut said = self.msg.clone();
+        let mut parts: Vec<String> = Vec::new();
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            let text = e.to_string();
+            if !text.is_empty() && !said.contains(&text) {
+                said.push_str(&text);
+                parts.push(text);
+            }
+            next = e.source();
+        }
+        parts.extend(self.details.iter().cloned());
+        parts.join("; ")
     }
 
     /// The spec's error JSON.
@@ -95,25 +160,30 @@ impl CniError {
             cni_version: &'a str,
             code: u32,
             msg: &'a str,
-            #[serde(skip_serializing_if = "str::is_empty")]
-            details: &'a str,
+            #[serde(skip_serializing_if = "String::is_empty")]
+            details: String,
         }
-        serde_json::to_value(Wire { cni_version, code: self.code(), msg: &self.msg, details: &self.details })
-            .unwrap_or_default()
+        let details = self.rendered_details();
+        serde_json::to_value(Wire { cni_version, code: self.code(), msg: &self.msg, details }).unwrap_or_default()
     }
 }
 
 impl fmt::Display for CniError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.msg)?;
-        if !self.details.is_empty() {
-            write!(f, ": {}", self.details)?;
+        let details = self.rendered_details();
+        if !details.is_empty() {
+            write!(f, ": {details}")?;
         }
         Ok(())
     }
 }
 
-impl std::error::Error for CniError {}
+impl std::error::Error for CniError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref().map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Shorthand for an invalid-config error naming a key.
 pub fn bad_config(key: &str, problem: impl fmt::Display) -> CniError {
@@ -128,7 +198,7 @@ impl From<sriov::netlink::NetlinkError> for CniError {
             E::LinkNotFound(_) => Code::DeviceNotFound,
             _ => Code::Kernel,
         };
-        Self::new(code, e.to_string())
+        Self::new(code, e.to_string()).caused_by(e)
     }
 }
 
@@ -139,13 +209,13 @@ impl From<sriov::sysfs::SysfsError> for CniError {
             E::NoDevice { .. } | E::NotAVf { .. } | E::NoNetdev { .. } | E::VfNotListed { .. } => Code::DeviceNotFound,
             _ => Code::Io,
         };
-        Self::new(code, e.to_string())
+        Self::new(code, e.to_string()).caused_by(e)
     }
 }
 
 impl From<sriov::persist::PersistError> for CniError {
     fn from(e: sriov::persist::PersistError) -> Self {
-        Self::new(Code::State, e.to_string())
+        Self::new(Code::State, e.to_string()).caused_by(e)
     }
 }
 
@@ -156,7 +226,7 @@ impl From<sriov::netns::NetnsError> for CniError {
             E::Gone { .. } | E::NotNamespace { .. } => Code::UnknownContainer,
             _ => Code::Kernel,
         };
-        Self::new(code, e.to_string())
+        Self::new(code, e.to_string()).caused_by(e)
     }
 }
 
@@ -176,5 +246,43 @@ mod tests {
         );
         let e = CniError::new(Code::TryAgainLater, "locked");
         assert_eq!(e.to_json("0.4.0"), serde_json::json!({"cniVersion": "0.4.0", "code": 11, "msg": "locked"}));
+    }
+
+    /// A cause whose message does not repeat its own cause.
+    #[derive(Debug, thiserror::Error)]
+    #[error("journal unreadable")]
+    struct Unreadable(#[source] std::io::Error);
+
+    #[test]
+    fn causes_render_once_and_details_append_in_order() {
+        let e = CniError::new(Code::State, "cannot load the journal of VF 0000:01:00.1")
+            .caused_by(Unreadable(std::io::Error::other("disk on fire")))
+            .details("first")
+            .details("")
+            .details("second");
+        assert_eq!(e.detail_list(), ["first", "second"]);
+        assert_eq!(e.rendered_details(), "journal unreadable; disk on fire; first; second");
+        assert_eq!(
+            e.to_string(),
+            "cannot load the journal of VF 0000:01:00.1: journal unreadable; disk on fire; first; second"
+        );
+        let chain: Vec<String> =
+            std::iter::successors(std::error::Error::source(&e), |c| c.source()).map(ToString::to_string).collect();
+        assert_eq!(chain, ["journal unreadable", "disk on fire"]);
+        assert!(e.find_cause::<Unreadable>().is_some());
+
+        // A converted error keeps the original as its source; its text (which carries its own
+        // cause) is the message, so neither is repeated.
+        let persist = sriov::persist::PersistError {
+            op: "write",
+            path: "/var/lib/vfnet/vfs/x.json".into(),
+            source: std::io::Error::other("no space left"),
+        };
+        let e = CniError::from(persist).details("rollback incomplete");
+        assert_eq!(e.msg, "write /var/lib/vfnet/vfs/x.json: no space left");
+        assert!(e.find_cause::<sriov::persist::PersistError>().is_some_and(|p| p.op == "write"));
+        assert_eq!(e.to_string(), "write /var/lib/vfnet/vfs/x.json: no space left: rollback incomplete");
+        assert_eq!(e.to_json("1.0.0")["details"], "rollback incomplete");
+        assert_eq!(e.clone().with_code(Code::RestoreFailed).code(), 112);
     }
 }

@@ -1,4 +1,4 @@
-//! Test-only crash points. With the `fault-injection` feature, `VFNET_FAULT=<point>` makes the
+//! Test-only crash points. With the `test-hooks` feature, `VFNET_FAULT=<point>` makes the
 //! plugin abort there, as a crash or an OOM kill would; DEL must then put the VF back. Without
 //! the feature (every release build) [`point`] compiles to nothing.
 
@@ -18,7 +18,7 @@ pub const ADD_POINTS: &[&str] = &[
 ];
 
 /// A crash point.
-#[cfg(feature = "fault-injection")]
+#[cfg(feature = "test-hooks")]
 pub fn point(name: &str) {
     if std::env::var("VFNET_FAULT").is_ok_and(|v| v == name) {
         eprintln!("vfnet: fault injection: aborting at {name}");
@@ -27,6 +27,6 @@ pub fn point(name: &str) {
 }
 
 /// A crash point (compiled out).
-#[cfg(not(feature = "fault-injection"))]
+#[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
 pub fn point(_name: &str) {}

@@ -1,15 +1,16 @@
 //! The node as the plugin sees it: sysfs, namespaces and netlink per namespace. [`RealHost`] is
-//! the kernel; tests use a recording fake with the same trait, so the ADD/DEL/rollback logic is
-//! tested without root.
+//! the kernel; the tests implement the same trait over `sriov::fake` (a recording in-memory
+//! kernel, `cni/tests/common/host.rs`), so the ADD/DEL/rollback logic is tested without root.
 
 use std::fmt::Debug;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sriov::netlink::{LinkOps, Netlink};
 use sriov::netns::{Netns, NetnsError};
 use sriov::sysfs::Sysfs;
 
 use crate::error::{CniError, Code, Result};
+use crate::node_config::{NodeConfig, NodeConfigError};
 
 /// What the plugin needs from the node.
 pub trait Host {
@@ -31,21 +32,35 @@ pub trait Host {
     fn links(&self, ns: &Self::Ns) -> Result<Self::Links>;
     /// Writes `/proc/sys/<key>` as seen from inside `ns`.
     fn sysctl(&self, ns: &Self::Ns, key: &str, value: &str) -> Result<()>;
+    /// The admin's node configuration ([`NodeConfig`]).
+    fn node_config(&self) -> Result<NodeConfig, NodeConfigError>;
 }
 
 /// The real node. Netlink sockets of the host and pod namespaces are opened once per
 /// invocation and reused (each takes a thread that enters the namespace); those of temporary
 /// namespaces are not kept, since a socket keeps its namespace alive.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RealHost {
     sysfs: Sysfs,
     sockets: std::cell::RefCell<Vec<((u64, u64), Netlink)>>,
+    node_config: PathBuf,
+}
+
+impl Default for RealHost {
+    fn default() -> Self {
+        Self::with_node_config(vfnet_types::layout::NODE_CONFIG)
+    }
 }
 
 impl RealHost {
-    /// The node under sysfs root `/`.
+    /// The node under sysfs root `/`, configured by [`vfnet_types::layout::NODE_CONFIG`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The node with its configuration at `path` (tests; the binary takes the fixed path).
+    pub fn with_node_config(path: impl Into<PathBuf>) -> Self {
+        Self { sysfs: Sysfs::default(), sockets: Default::default(), node_config: path.into() }
     }
 }
 
@@ -83,6 +98,10 @@ impl Host for RealHost {
             self.sockets.borrow_mut().push((id, nl.clone()));
         }
         Ok(nl)
+    }
+
+    fn node_config(&self) -> Result<NodeConfig, NodeConfigError> {
+        NodeConfig::load(&self.node_config)
     }
 
     fn sysctl(&self, ns: &Netns, key: &str, value: &str) -> Result<()> {

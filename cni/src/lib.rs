@@ -1,7 +1,8 @@
 //! The vfnet CNI plugin: attaches SR-IOV VFs to pods.
 //!
 //! - [`config`]: the network configuration (every sriov-cni key, plus vfnet's);
-//! - [`policy`]: VfProfile governance;
+//! - [`policy`]: VfProfile governance; [`node_socket`]: asking the node daemon for a profile
+//!   missing from `profileDir`;
 //! - [`journal`]: write-ahead restore state, one file per VF;
 //! - [`cmd`]: ADD, DEL, CHECK, GC, STATUS; [`attach`] and [`vf`] do the netdev and PF-side work
 //!   through the [`host::Host`] seam;
@@ -14,8 +15,6 @@ pub mod cmd;
 pub mod config;
 pub mod env;
 pub mod error;
-#[cfg(any(test, feature = "fake"))]
-pub mod fake;
 pub mod fault;
 pub mod host;
 pub mod install;
@@ -23,9 +22,12 @@ pub mod ipam;
 pub mod journal;
 pub mod lock;
 pub mod log;
+pub mod node_config;
+pub mod node_socket;
 pub mod podresources;
 pub mod policy;
 pub mod result;
+pub mod timing;
 pub mod version;
 pub mod vf;
 
@@ -47,6 +49,7 @@ pub struct Outcome {
 
 /// Runs one plugin invocation against `host`. `var` reads the environment.
 pub fn run<H: Host>(host: &H, var: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Outcome {
+    timing::begin();
     // The version to answer errors in: the config's if it has a readable one.
     let version_hint = serde_json::from_slice::<serde_json::Value>(stdin)
         .ok()
@@ -54,7 +57,7 @@ pub fn run<H: Host>(host: &H, var: impl Fn(&str) -> Option<String>, stdin: &[u8]
         .filter(|v| Version::parse(v).is_ok())
         .unwrap_or_else(|| Version::LATEST.as_str().to_owned());
     let fail = |e: CniError| {
-        tracing::error!(code = e.code(), %e, "failed");
+        tracing::error!(code = e.code(), %e, steps = %timing::summary(), "failed");
         Outcome { stdout: e.to_json(&version_hint).to_string(), status: 1 }
     };
     let command = match var("CNI_COMMAND").as_deref().map(Command::parse) {
@@ -72,11 +75,16 @@ pub fn run<H: Host>(host: &H, var: impl Fn(&str) -> Option<String>, stdin: &[u8]
         Ok(e) => e,
         Err(e) => return fail(e),
     };
-    let conf = match NetConf::parse(stdin, &env.args) {
+    let node = match host.node_config() {
+        Ok(n) => n,
+        Err(e) => return fail(CniError::new(Code::NodeConfig, e.to_string()).caused_by(e)),
+    };
+    let conf = match NetConf::parse(stdin, &env.args, &node) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
     log::init(&conf);
+    timing::mark("config");
     if let Err(e) = env.require_for(command) {
         return fail(e);
     }
@@ -104,7 +112,8 @@ pub fn run<H: Host>(host: &H, var: impl Fn(&str) -> Option<String>, stdin: &[u8]
     };
     match outcome {
         Ok(stdout) => {
-            tracing::info!("done");
+            let spent = timing::summary();
+            tracing::info!(total_ms = spent.total.as_secs_f64() * 1e3, steps = %spent, "done");
             Outcome { stdout, status: 0 }
         }
         Err(e) => fail(e),

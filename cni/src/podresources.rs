@@ -3,7 +3,6 @@
 //! `podResourcesSocket`). With several VFs of the resource, the first one that no other
 //! attachment of the same pod holds is taken, in PCI address order.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use sriov::PciAddress;
@@ -20,7 +19,7 @@ pub fn allocated_vf(
     env: &Env,
     resource: &str,
     state_dir: &vfnet_types::StateDir,
-    socket: Option<&str>,
+    socket: &std::path::Path,
 ) -> Result<PciAddress> {
     let (Some(namespace), Some(pod)) = (env.pod_namespace(), env.pod_name()) else {
         return Err(CniError::new(
@@ -30,9 +29,8 @@ pub fn allocated_vf(
             ),
         ));
     };
-    let socket = PathBuf::from(socket.unwrap_or(kubelet_api::podresources::SOCKET));
     let devices =
-        kubelet_api::podresources::allocated_devices(&socket, namespace, pod, resource, TIMEOUT).map_err(|e| {
+        kubelet_api::podresources::allocated_devices(socket, namespace, pod, resource, TIMEOUT).map_err(|e| {
             CniError::new(
                 Code::TryAgainLater,
                 format!("cannot ask kubelet for pod {namespace}/{pod}'s {resource}: {e}"),

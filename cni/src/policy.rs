@@ -14,19 +14,21 @@
 //! `args.cni.vlan` is refused: only a profile can delegate the VLAN choice to pods.
 //!
 //! Profiles are read from `<profileDir>/<name>.json` (the device plugin mirrors them there). When
-//! the file is missing and the configuration has a `kubeconfig`, the profile is fetched from the
-//! API server (3 s in all) and applied exactly as a file would be.
+//! the file is missing, the node daemon is asked on its socket (`<runDir>/daemon.sock`, 3 s in
+//! all): it answers from its watch or the API server, and the profile is applied exactly as a file
+//! would be.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crds::profile::VfProfile;
 use sriov::netlink::{VfSetting, VfState};
 use sriov::record::DeviceRecord;
-use vfnet_types::{MacAddr, PciAddress, RunDir, VfLinkState, VlanProto};
+use vfnet_types::node_socket::Response;
+use vfnet_types::{MacAddr, PciAddress, VfLinkState, VlanProto};
 
 use crate::config::NetConf;
 use crate::error::{CniError, Code, Result};
+use crate::node_socket;
 
 /// The settings an attachment applies.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -73,105 +75,43 @@ impl Desired {
     }
 }
 
-/// How long the API server gets, in all, to serve a profile missing from `profileDir`.
+/// How long the node daemon gets, in all, to serve a profile missing from `profileDir` (it
+/// gives the API server less, so its own answer arrives first).
 pub const API_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Loads the profile a configuration names, if any: from `profileDir`, else (with a
-/// `kubeconfig`) from the API server.
+/// Loads the profile a configuration names, if any: from `profileDir`, else through the node
+/// daemon's socket (`<runDir>/daemon.sock`).
 pub fn load_profile(conf: &NetConf) -> Result<Option<VfProfile>> {
     let Some(name) = &conf.profile else { return Ok(None) };
-    match VfProfile::load(&conf.profile_dir, name) {
-        Ok(profile) => Ok(Some(profile)),
-        Err(e @ crds::profile::ProfileFileError::NotFound { .. }) => match &conf.kubeconfig {
-            None => Err(CniError::new(Code::ProfileNotFound, e.to_string())),
-            Some(kubeconfig) => {
-                tracing::info!(profile = %name, kubeconfig = %kubeconfig.display(), "{e}: asking the API server");
-                match fetch_profile(kubeconfig, name) {
-                    Ok(Some(profile)) => check_fetched(profile, name).map(Some),
-                    Ok(None) => Err(CniError::new(
-                        Code::ProfileNotFound,
-                        format!(
-                            "{e}, and the API server (kubeconfig {}) has no VfProfile {name}",
-                            kubeconfig.display()
-                        ),
-                    )),
-                    Err(Fetch::Invalid(msg)) => Err(CniError::new(
-                        Code::InvalidConfig,
-                        format!("VfProfile {name} from the API server is not valid: {msg}"),
-                    )),
-                    Err(Fetch::Failed(api)) => Err(CniError::new(
-                        Code::ProfileNotFound,
-                        format!(
-                            "{e}, and the API server (kubeconfig {}) did not serve it: {api}",
-                            kubeconfig.display()
-                        ),
-                    )),
-                }
-            }
-        },
-        Err(other) => Err(CniError::new(Code::InvalidConfig, other.to_string())),
+    let missing = match VfProfile::load(&conf.profile_dir, name) {
+        Ok(profile) => return Ok(Some(profile)),
+        Err(e @ crds::profile::ProfileFileError::NotFound { .. }) => e,
+        Err(other) => return Err(CniError::new(Code::InvalidConfig, other.to_string())),
+    };
+    let socket = conf.run_dir.daemon_socket();
+    tracing::info!(profile = %name, socket = %socket.display(), "{missing}: asking the node daemon");
+    let not_found = |what: String| {
+        CniError::new(Code::ProfileNotFound, format!("{missing}, and the node daemon ({}) {what}", socket.display()))
+    };
+    match node_socket::ask_profile(&socket, name, API_TIMEOUT) {
+        Ok(Response::Profile(object)) => check_served(object, name).map(Some),
+        Ok(Response::NotFound) => Err(not_found(format!("says the API server has no VfProfile {name}"))),
+        Ok(Response::Error(e)) => Err(not_found(format!("could not get it: {e}"))),
+        Err(e) => Err(not_found(format!("did not answer: {e}")).caused_by(e)),
     }
 }
 
-/// The checks a profile file gets, for a profile the API server served.
-fn check_fetched(profile: VfProfile, name: &str) -> Result<VfProfile> {
+/// The checks a profile file gets, for a profile the node daemon served.
+fn check_served(object: serde_json::Value, name: &str) -> Result<VfProfile> {
     let invalid = |msg: String| {
         CniError::new(Code::InvalidConfig, format!("VfProfile {name} from the API server is not valid: {msg}"))
     };
+    let profile: VfProfile = serde_json::from_value(object).map_err(|e| invalid(e.to_string()))?;
     if profile.name() != name {
         return Err(invalid(format!("metadata.name is {:?}", profile.name())));
     }
     profile.spec.validate().map_err(|e| invalid(format!("spec.{e}")))?;
     Ok(profile)
-}
-
-/// Why the API server did not yield a profile.
-enum Fetch {
-    /// It served something that is not a valid VfProfile.
-    Invalid(String),
-    /// It could not be asked, or did not answer (in time).
-    Failed(String),
-}
-
-/// Fetches VfProfile `name` from the API server of `kubeconfig` (`None`: it has none), within
-/// [`API_TIMEOUT`]. The client and its runtime exist only on this path.
-fn fetch_profile(kubeconfig: &Path, name: &str) -> std::result::Result<Option<VfProfile>, Fetch> {
-    // With the causes: kube's own message alone can be as terse as "client error (Connect)".
-    let failed = |e: &dyn std::error::Error| {
-        let mut msg = e.to_string();
-        let mut cause = e.source();
-        while let Some(c) = cause {
-            let m = c.to_string();
-            if !msg.contains(&m) {
-                msg = format!("{msg}: {m}");
-            }
-            cause = c.source();
-        }
-        Fetch::Failed(msg)
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Fetch::Failed(format!("cannot start a runtime: {e}")))?;
-    let fetch = async {
-        let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| failed(&e))?;
-        let mut config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| failed(&e))?;
-        config.connect_timeout = Some(API_TIMEOUT);
-        config.read_timeout = Some(API_TIMEOUT);
-        let client = kube::Client::try_from(config).map_err(|e| failed(&e))?;
-        let api: kube::Api<VfProfile> = kube::Api::all(client);
-        api.get_opt(name).await.map_err(|e| match e {
-            kube::Error::SerdeError(e) => Fetch::Invalid(e.to_string()),
-            other => failed(&other),
-        })
-    };
-    runtime.block_on(async {
-        tokio::time::timeout(API_TIMEOUT, fetch)
-            .await
-            .unwrap_or_else(|_| Err(Fetch::Failed(format!("no answer within {}s", API_TIMEOUT.as_secs()))))
-    })
 }
 
 /// Merges a network definition with its profile into the settings to apply.
@@ -317,29 +257,84 @@ pub fn resolve(conf: &NetConf, profile: Option<&VfProfile>, pod_namespace: Optio
     })
 }
 
-/// Checks the profile's `physicalNetwork` against the VF's device record.
-pub fn check_physical_network(profile: Option<&VfProfile>, run_dir: &RunDir, vf: &PciAddress) -> Result<()> {
+/// The network definition keys that set a VF setting directly: on a pool that requires
+/// profiles, only the profile may set them.
+pub const VF_SETTING_KEYS: [&str; 9] =
+    ["vlan", "vlanQoS", "vlanProto", "spoofchk", "trust", "mac", "min_tx_rate", "max_tx_rate", "link_state"];
+
+/// Applies the rules of the VF's pool, from its device record (written by the node daemon when
+/// kubelet allocated the VF):
+/// - no record: refused on a node that requires records (code 103), and when the profile names a
+///   `physicalNetwork` (nothing says the VF is on it); otherwise sriov-cni's drop-in behaviour;
+/// - a pool that `requireProfile`s: a definition without a profile, or with one of
+///   [`VF_SETTING_KEYS`], is refused (code 7, naming the key and the pool);
+/// - a pool with `allowedProfiles`: another profile is refused (code 114);
+/// - a profile's `physicalNetwork` must be the pool's (code 103).
+pub fn check_pool(conf: &NetConf, profile: Option<&VfProfile>, vf: &PciAddress) -> Result<()> {
+    let path = conf.run_dir.device_record(vf);
+    let Some(rec) = DeviceRecord::load(&conf.run_dir, vf)? else {
+        if conf.node.require_device_records {
+            return Err(CniError::new(
+                Code::PhysicalNetworkMismatch,
+                format!(
+                    "VF {vf} has no device record ({}), and this node attaches only VFs of vfnet's pools \
+                     (requireDeviceRecords in {})",
+                    path.display(),
+                    conf.node.path.display()
+                ),
+            ));
+        }
+        return match profile.and_then(|p| p.spec.physical_network.as_ref().map(|n| (p.name(), n))) {
+            Some((name, want)) => Err(CniError::new(
+                Code::PhysicalNetworkMismatch,
+                format!(
+                    "VF {vf} has no device record ({}), but VfProfile {name} requires physicalNetwork {want}",
+                    path.display()
+                ),
+            )),
+            None => Ok(()),
+        };
+    };
+    let pool = &rec.resource_name;
+    if rec.require_profile {
+        if let Some(key) = VF_SETTING_KEYS.iter().find(|k| conf.raw.get(**k).is_some_and(|v| !v.is_null())) {
+            return Err(CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "network definition key {key} is refused: VF {vf} is in pool {pool}, whose VFs are configured \
+                     only through VfProfiles (requireProfile); name a profile instead"
+                ),
+            ));
+        }
+        if profile.is_none() {
+            return Err(CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "invalid profile: missing: VF {vf} is in pool {pool}, whose VFs are configured only through \
+                     VfProfiles (requireProfile)"
+                ),
+            ));
+        }
+    }
     let Some(profile) = profile else { return Ok(()) };
-    let Some(want) = &profile.spec.physical_network else { return Ok(()) };
     let name = profile.name();
-    let path = run_dir.device_record(vf);
-    match DeviceRecord::load(run_dir, vf)? {
-        None => Err(CniError::new(
+    if let Some(allowed) = &rec.allowed_profiles
+        && !allowed.iter().any(|a| a == name)
+    {
+        return Err(CniError::new(
+            Code::ProfileNotAllowed,
+            format!("VfProfile {name} is not allowed on pool {pool} (allowedProfiles: {})", allowed.join(", ")),
+        ));
+    }
+    match &profile.spec.physical_network {
+        Some(want) if rec.physical_network.as_deref() != Some(want.as_str()) => Err(CniError::new(
             Code::PhysicalNetworkMismatch,
             format!(
-                "VF {vf} has no device record ({}), but VfProfile {name} requires physicalNetwork {want}",
-                path.display()
-            ),
-        )),
-        Some(rec) if rec.physical_network.as_deref() == Some(want.as_str()) => Ok(()),
-        Some(rec) => Err(CniError::new(
-            Code::PhysicalNetworkMismatch,
-            format!(
-                "VF {vf} is on physical network {} (pool {}), but VfProfile {name} requires {want}",
+                "VF {vf} is on physical network {} (pool {pool}), but VfProfile {name} requires {want}",
                 rec.physical_network.as_deref().unwrap_or("<none>"),
-                rec.resource_name
             ),
         )),
+        _ => Ok(()),
     }
 }
 
@@ -357,14 +352,28 @@ impl std::fmt::Display for OnOff {
 mod tests {
     use std::collections::BTreeMap;
 
+    use vfnet_types::RunDir;
+
     use super::*;
+    use crate::node_config::NodeConfig;
 
     fn conf(extra: serde_json::Value) -> NetConf {
         let mut v = serde_json::json!({"cniVersion": "1.0.0", "name": "net-a", "type": "vfnet"});
         if let (serde_json::Value::Object(m), serde_json::Value::Object(e)) = (&mut v, extra) {
             m.extend(e);
         }
-        NetConf::parse(v.to_string().as_bytes(), &BTreeMap::new()).unwrap()
+        NetConf::parse(v.to_string().as_bytes(), &BTreeMap::new(), &NodeConfig::default()).unwrap()
+    }
+
+    /// A configuration read on a node whose run directory is `run`.
+    fn conf_on(run: &RunDir, require_records: bool, extra: serde_json::Value) -> NetConf {
+        let node =
+            NodeConfig { run_dir: run.clone(), require_device_records: require_records, ..NodeConfig::default() };
+        let mut v = serde_json::json!({"cniVersion": "1.0.0", "name": "net-a", "type": "vfnet"});
+        if let (serde_json::Value::Object(m), serde_json::Value::Object(e)) = (&mut v, extra) {
+            m.extend(e);
+        }
+        NetConf::parse(v.to_string().as_bytes(), &BTreeMap::new(), &node).unwrap()
     }
 
     fn profile(spec: serde_json::Value) -> VfProfile {
@@ -441,14 +450,21 @@ mod tests {
     }
 
     #[test]
-    fn physical_network_needs_a_matching_record() {
+    fn pool_rules_come_from_the_device_record() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = RunDir::new(tmp.path());
         let vf: PciAddress = "0000:01:00.1".parse().unwrap();
         let p = profile(serde_json::json!({"physicalNetwork": "physnet1"}));
-        let e = check_physical_network(Some(&p), &dir, &vf).unwrap_err();
+        let plain = conf_on(&dir, false, serde_json::json!({"vlan": 200}));
+        // No record: drop-in, unless the profile needs a network or the node needs records.
+        check_pool(&plain, None, &vf).unwrap();
+        let e = check_pool(&plain, Some(&p), &vf).unwrap_err();
         assert_eq!(e.code, Code::PhysicalNetworkMismatch);
         assert!(e.msg.contains("has no device record"), "{e}");
+        let e = check_pool(&conf_on(&dir, true, serde_json::json!({})), None, &vf).unwrap_err();
+        assert_eq!(e.code, Code::PhysicalNetworkMismatch);
+        assert!(e.msg.contains("attaches only VFs of vfnet's pools (requireDeviceRecords in"), "{e}");
+
         let mut rec = DeviceRecord {
             pci: vf,
             resource_name: "vfnet.dev/a".into(),
@@ -457,17 +473,67 @@ mod tests {
             pf: "0000:00:09.0".parse().unwrap(),
             pf_name: None,
             vf_index: 1,
+            require_profile: false,
+            allowed_profiles: None,
         };
         rec.store(&dir).unwrap();
-        let e = check_physical_network(Some(&p), &dir, &vf).unwrap_err();
+        let e = check_pool(&plain, Some(&p), &vf).unwrap_err();
         assert_eq!(
             e.msg,
             "VF 0000:01:00.1 is on physical network physnet2 (pool vfnet.dev/a), but VfProfile tenant-a requires physnet1"
         );
         rec.physical_network = Some("physnet1".into());
         rec.store(&dir).unwrap();
-        check_physical_network(Some(&p), &dir, &vf).unwrap();
-        check_physical_network(None, &dir, &vf).unwrap();
+        check_pool(&plain, Some(&p), &vf).unwrap();
+        check_pool(&plain, None, &vf).unwrap();
+
+        // A pool that requires profiles: every raw VF key is refused, naming it and the pool.
+        rec.require_profile = true;
+        rec.store(&dir).unwrap();
+        for (key, value) in [
+            ("vlan", serde_json::json!(200)),
+            ("vlanQoS", serde_json::json!(1)),
+            ("spoofchk", serde_json::json!("off")),
+            ("trust", serde_json::json!("on")),
+            ("mac", serde_json::json!("02:00:00:00:00:01")),
+            ("min_tx_rate", serde_json::json!(1)),
+            ("max_tx_rate", serde_json::json!(10)),
+            ("link_state", serde_json::json!("enable")),
+        ] {
+            let mut extra = serde_json::json!({"profile": "tenant-a", key: value});
+            if key == "vlanQoS" {
+                extra["vlan"] = serde_json::json!(5);
+            }
+            let c = conf_on(&dir, false, extra);
+            let e = check_pool(&c, Some(&p), &vf).unwrap_err();
+            assert_eq!(e.code, Code::InvalidConfig, "{key}");
+            assert!(
+                e.msg.starts_with("network definition key ")
+                    && e.msg.contains("pool vfnet.dev/a")
+                    && e.msg.contains("requireProfile"),
+                "{key}: {e}"
+            );
+        }
+        let e = check_pool(&conf_on(&dir, false, serde_json::json!({"vlanProto": "802.1Q", "vlan": 5})), Some(&p), &vf)
+            .unwrap_err();
+        assert!(e.msg.starts_with("network definition key vlan "), "the first key in the list: {e}");
+        let e = check_pool(&conf_on(&dir, false, serde_json::json!({})), None, &vf).unwrap_err();
+        assert_eq!((e.code, e.msg.contains("invalid profile: missing")), (Code::InvalidConfig, true), "{e}");
+        check_pool(&conf_on(&dir, false, serde_json::json!({"profile": "tenant-a", "mtu": 1400})), Some(&p), &vf)
+            .unwrap();
+
+        // allowedProfiles.
+        rec.allowed_profiles = Some(vec!["tenant-b".into()]);
+        rec.store(&dir).unwrap();
+        let e =
+            check_pool(&conf_on(&dir, false, serde_json::json!({"profile": "tenant-a"})), Some(&p), &vf).unwrap_err();
+        assert_eq!(
+            (e.code, e.msg.as_str()),
+            (
+                Code::ProfileNotAllowed,
+                "VfProfile tenant-a is not allowed on pool vfnet.dev/a (allowedProfiles: tenant-b)"
+            )
+        );
     }
 
     #[test]

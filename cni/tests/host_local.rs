@@ -1,7 +1,8 @@
 //! IPAM delegation through Debian's real `host-local` (`/usr/lib/cni/host-local`, package
 //! `containernetworking-plugins`, which `cargo xtask test` installs), with the fake node: no root
 //! needed. Debian's host-local (1.1.1) speaks CNI up to 1.0.0, so a 1.1.0 configuration also
-//! proves the version fallback. Each test skips, saying why, when the binary is absent.
+//! proves the version fallback. A plain `cargo test` lists them as ignored with that reason;
+//! `cargo xtask test` runs them (`--ignored`), and run without the binary they fail, naming it.
 
 #![allow(clippy::unwrap_used)] // test helpers panic on broken fixtures by design
 
@@ -15,16 +16,13 @@ use serde_json::{Value, json};
 
 const MAC: &str = "02:00:00:aa:00:01";
 
-fn host_local(test: &str) -> bool {
-    let path = Path::new(DEBIAN_CNI_DIR).join("host-local");
-    if path.is_file() {
-        return true;
-    }
-    eprintln!(
-        "skipping {test}: {} is absent (Debian's containernetworking-plugins; `cargo xtask test` installs it)",
-        path.display()
+/// Fails the test unless Debian's host-local is installed.
+#[track_caller]
+fn require_host_local() {
+    vfnet_testkit::privileged::require_program(
+        &Path::new(DEBIAN_CNI_DIR).join("host-local"),
+        "Debian's containernetworking-plugins",
     );
-    false
 }
 
 fn conf(rig: &Rig, vf: u32, version: &str) -> (Value, PathBuf) {
@@ -60,10 +58,9 @@ fn reserved(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs Debian's host-local (containernetworking-plugins); cargo xtask test runs it"]
 fn host_local_allocates_on_add_and_releases_on_del_with_the_1_1_0_fallback() {
-    if !host_local("host_local_allocates_on_add_and_releases_on_del_with_the_1_1_0_fallback") {
-        return;
-    }
+    require_host_local();
     let rig = Rig::new();
     let before = rig.host.snapshot();
     let (conf, store) = conf(&rig, 1, "1.1.0");
@@ -100,10 +97,9 @@ fn host_local_allocates_on_add_and_releases_on_del_with_the_1_1_0_fallback() {
 }
 
 #[test]
+#[ignore = "needs Debian's host-local (containernetworking-plugins); cargo xtask test runs it"]
 fn host_local_in_the_versions_it_speaks_needs_no_fallback() {
-    if !host_local("host_local_in_the_versions_it_speaks_needs_no_fallback") {
-        return;
-    }
+    require_host_local();
     for version in ["0.3.1", "0.4.0", "1.0.0"] {
         let rig = Rig::new();
         let (conf, store) = conf(&rig, 2, version);
@@ -122,10 +118,9 @@ fn host_local_in_the_versions_it_speaks_needs_no_fallback() {
 }
 
 #[test]
+#[ignore = "needs Debian's host-local (containernetworking-plugins); cargo xtask test runs it"]
 fn a_failed_add_gives_its_address_back() {
-    if !host_local("a_failed_add_gives_its_address_back") {
-        return;
-    }
+    require_host_local();
     let rig = Rig::new();
     let before = rig.host.snapshot();
     let (conf, store) = conf(&rig, 1, "1.1.0");
@@ -138,10 +133,9 @@ fn a_failed_add_gives_its_address_back() {
 }
 
 #[test]
+#[ignore = "needs Debian's host-local (containernetworking-plugins); cargo xtask test runs it"]
 fn gc_and_status_with_host_local() {
-    if !host_local("gc_and_status_with_host_local") {
-        return;
-    }
+    require_host_local();
     let rig = Rig::new();
     let (conf_a, store) = conf(&rig, 0, "1.1.0");
     rig.add(&conf_a);

@@ -9,11 +9,10 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{CTR, REC_IPAM, Rig, merge};
+use common::{CTR, FakeHost, REC_IPAM, Rig, merge};
 use nix::errno::Errno;
 use serde_json::{Value, json};
 use sriov::netlink::{LinkOps, VfLinkState, VfSetting, VlanProto};
-use vfnet_cni::fake::FakeHost;
 use vfnet_cni::host::Host;
 use vfnet_cni::journal::Journal;
 
@@ -298,6 +297,39 @@ fn every_failure_of_add_is_rolled_back_in_reverse_and_leaves_no_journal() {
         rig.del(&conf);
         assert!(rig.host.changes().is_empty(), "{what}: {:?}", rig.host.changes());
         assert_eq!(rig.host.snapshot(), before, "{what}");
+    }
+}
+
+#[test]
+fn an_incomplete_rollback_keeps_the_original_error_and_its_details() {
+    // The original failure's cause (the plugin's own error) or appended detail (the route) comes
+    // first in `details`, then the rollback's failures; nothing is overwritten.
+    for (what, code, original_msg, original_detail) in [
+        ("IPAM ADD", 107, "IPAM plugin rec-ipam (ADD) failed", "code 11: injected IPAM failure"),
+        ("route", 106, "ENETUNREACH", "route 0.0.0.0/0 via Some(10.9.0.1)"),
+    ] {
+        let rig = Rig::new();
+        let conf = with_ipam(&rig, full_conf(&rig));
+        match what {
+            "route" => rig.host.fail_nth("add_route", 1, Errno::ENETUNREACH),
+            _ => rig.ipam_fail("ADD", true),
+        }
+        rig.ipam_fail("DEL", true);
+        let reply = rig.exec("ADD", &conf, &[]);
+        reply.fails(code, &[original_msg]);
+        let details = reply.json["details"].as_str().unwrap();
+        let journal = rig.journal_path(rig.vf(1)).display().to_string();
+        let rollback =
+            format!("rollback incomplete, journal {journal} kept for DEL: IPAM plugin rec-ipam (DEL) failed");
+        assert!(
+            details.starts_with(&format!("{original_detail}; {rollback}")),
+            "{what}: the original detail once, then the rollback's: {details:?}"
+        );
+        assert!(rig.journal(rig.vf(1)).is_some(), "{what}: the journal is kept for DEL");
+        rig.ipam_fail("DEL", false);
+        rig.ipam_fail("ADD", false);
+        rig.del(&conf);
+        assert!(rig.journal(rig.vf(1)).is_none(), "{what}: DEL finishes the rollback");
     }
 }
 

@@ -59,7 +59,10 @@ fn networks(docs: &[Value]) -> Vec<Network> {
             let raw: Value = serde_json::from_str(config).unwrap_or_else(|e| panic!("{name}: config is not JSON: {e}"));
             assert_eq!(raw["type"], "vfnet", "{name}");
             assert_eq!(raw["name"], name, "{name}: the config's name is the definition's");
-            let conf = NetConf::parse(config.as_bytes(), &BTreeMap::new()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            // As a node without overrides reads it: the examples are what tenants may write.
+            let conf =
+                NetConf::parse(config.as_bytes(), &BTreeMap::new(), &vfnet_cni::node_config::NodeConfig::default())
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
             let vnic = conf.vnic_type.unwrap_or_else(|| panic!("{name}: the examples say their vnicType"));
             let resource = d["metadata"]["annotations"][RESOURCE_ANNOTATION]
                 .as_str()

@@ -9,9 +9,9 @@ mod common;
 use std::path::Path;
 
 use common::Rig;
-use kubelet_api::fake::FakePodResources;
 use kubelet_api::podresources::v1::{ContainerDevices, ContainerResources, PodResources};
 use serde_json::json;
+use vfnet_testkit::kubelet::FakePodResources;
 
 /// Serves `pods` on `socket` from a thread of its own until the test process ends.
 fn serve(socket: &Path, pods: Vec<PodResources>) {

@@ -1,6 +1,7 @@
 //! Privileged tests of the plugin on the real kernel, with veth pairs standing in for the VF and
-//! its PF (the host has no SR-IOV device; real igb VFs are tested in the VM). Each test skips,
-//! saying why, when not root or when network namespaces cannot be created.
+//! its PF (the host has no SR-IOV device; real igb VFs are tested in the VM). They need root, so
+//! each is `#[ignore]`d with that reason in a plain `cargo test`; `cargo xtask test` runs them
+//! (`--ignored`), and run without root they fail, naming the test.
 //!
 //! [`VethHost`] is the real node ([`Netlink`], [`Netns`]) except for what veths cannot do: it
 //! maps `link_by_pci` of the fixture VF's PCI address to the veth standing in for it, wherever
@@ -30,6 +31,7 @@ use sriov::sysfs::Sysfs;
 use sriov::{MacAddr, PciAddress};
 use vfnet_cni::error::{CniError, Code, Result};
 use vfnet_cni::host::Host;
+use vfnet_cni::node_config::{NodeConfig, NodeConfigError};
 
 const PF: PciAddress = PciAddress { domain: 0, bus: 1, device: 0, function: 0 };
 const MAC: &str = "02:00:00:aa:00:01";
@@ -92,6 +94,11 @@ impl Host for VethHost {
 
     fn links(&self, ns: &Netns) -> Result<VethLinks> {
         Ok(VethLinks { inner: Netlink::in_netns(ns)?, ns: ns_key(ns), shared: Arc::clone(&self.shared) })
+    }
+
+    fn node_config(&self) -> std::result::Result<NodeConfig, NodeConfigError> {
+        // The tests name their scratch directories in their network definitions.
+        Ok(NodeConfig { allow_network_overrides: true, ..NodeConfig::default() })
     }
 
     fn sysctl(&self, ns: &Netns, key: &str, value: &str) -> Result<()> {
@@ -264,8 +271,7 @@ impl LinkOps for VethLinks {
 }
 
 /// The stand-in node: a "host" namespace with veth `pf0` (the PF) and veth `pf0v1` (VF 1, with
-/// altname `enp2s0f1`, up, its peer up too), and a pod namespace. `None` (after saying why) when
-/// this cannot run.
+/// altname `enp2s0f1`, up, its peer up too), and a pod namespace. Fails the test when not root.
 struct Node {
     rig: Rig<VethHost>,
     pod: Netns,
@@ -276,18 +282,10 @@ struct Node {
     original: Link,
 }
 
-fn node(test: &str) -> Option<Node> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping {test}: needs root to create network namespaces and veths");
-        return None;
-    }
-    let host = match Netns::create_anonymous() {
-        Ok(ns) => ns,
-        Err(e) => {
-            eprintln!("skipping {test}: cannot create a network namespace ({e})");
-            return None;
-        }
-    };
+#[track_caller]
+fn node() -> Node {
+    vfnet_testkit::privileged::require_root();
+    let host = Netns::create_anonymous().expect("create a network namespace");
     let pod = Netns::create_anonymous().unwrap();
     let host_nl = Netlink::in_netns(&host).unwrap();
     host_nl.add_veth("pf0", "pf0p").unwrap();
@@ -308,7 +306,7 @@ fn node(test: &str) -> Option<Node> {
     let veth_host = VethHost { sysfs: fixture.sysfs(), _fixture: fixture, host, shared: Arc::new(Mutex::new(shared)) };
     let pod_nl = Netlink::in_netns(&pod).unwrap();
     let rig = Rig::other(veth_host, fd_path(&pod));
-    Some(Node { rig, pod, host_nl, pod_nl, original })
+    Node { rig, pod, host_nl, pod_nl, original }
 }
 
 impl Node {
@@ -352,8 +350,9 @@ impl Node {
 }
 
 #[test]
+#[ignore = "privileged: needs root (network namespaces, veth); cargo xtask test runs it"]
 fn add_check_del_with_a_veth_standing_in_for_the_vf() {
-    let Some(node) = node("add_check_del_with_a_veth_standing_in_for_the_vf") else { return };
+    let node = node();
     let conf = node.conf();
     let result = node.rig.add(&conf);
 
@@ -394,12 +393,13 @@ fn add_check_del_with_a_veth_standing_in_for_the_vf() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (network namespaces, veth); cargo xtask test runs it"]
 fn a_failed_add_on_the_real_kernel_puts_the_veth_back() {
     // After the move into the pod (IPAM fails) and inside the temporary namespace (the MTU
     // fails): a veth dies with a namespace instead of returning to the host, so this also proves
     // that ADD brings the VF out of its temporary namespace itself.
     for (what, arm) in [("IPAM", None), ("set_mtu", Some("set_mtu")), ("rename", Some("rename"))] {
-        let Some(node) = node("a_failed_add_on_the_real_kernel_puts_the_veth_back") else { return };
+        let node = node();
         let conf = node.conf();
         match arm {
             Some(op) => node.rig.host.shared.lock().unwrap().fail = Some(op),
@@ -416,8 +416,9 @@ fn a_failed_add_on_the_real_kernel_puts_the_veth_back() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (network namespaces, veth); cargo xtask test runs it"]
 fn a_failed_del_keeps_the_journal_and_the_retry_finishes_on_the_real_kernel() {
-    let Some(node) = node("a_failed_del_keeps_the_journal_and_the_retry_finishes_on_the_real_kernel") else { return };
+    let node = node();
     let conf = node.conf();
     node.rig.add(&conf);
     node.rig.host.shared.lock().unwrap().fail = Some("set_netns");
@@ -428,16 +429,23 @@ fn a_failed_del_keeps_the_journal_and_the_retry_finishes_on_the_real_kernel() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (network namespaces, veth); cargo xtask test runs it"]
 fn macvtap_on_a_veth_standing_in_for_the_vf() {
-    let Some(node) = node("macvtap_on_a_veth_standing_in_for_the_vf") else { return };
-    // Not every kernel has macvtap (CONFIG_MACVTAP); probe in a scratch namespace.
+    let node = node();
+    // Not every kernel has macvtap (CONFIG_MACVTAP): probe in a scratch namespace. Only the errno
+    // of a missing link kind is a skip: rtnl_newlink() answers EOPNOTSUPP ("Unknown device type")
+    // when no rtnl_link_ops is registered for the kind, even after request_module("rtnl-link-
+    // macvtap"). Any other error is a failure of the function under test.
     let scratch = Netns::create_anonymous().unwrap();
     let nl = Netlink::in_netns(&scratch).unwrap();
     nl.add_veth("probe0", "probe1").unwrap();
     let lower = nl.link_by_name("probe0").unwrap().index;
-    if let Err(e) = nl.add_macvtap("probetap", lower, MacvtapMode::Passthru) {
-        eprintln!("skipping macvtap_on_a_veth_standing_in_for_the_vf: this kernel cannot create a macvtap ({e})");
-        return;
+    match nl.add_macvtap("probetap", lower, MacvtapMode::Passthru) {
+        Ok(()) => {}
+        Err(e) if e.errno() == Some(Errno::EOPNOTSUPP) => {
+            return vfnet_testkit::privileged::kernel_lacks("macvtap (CONFIG_MACVTAP)", &e);
+        }
+        Err(e) => panic!("creating a macvtap on a veth failed: {e}"),
     }
     let mut conf = node.conf();
     merge(&mut conf, json!({"vnicType": "macvtap"}));

@@ -134,7 +134,15 @@ pub struct VfSelector {
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schemars(description = "Which VFs the pool takes, on which nodes, and how they are handed to pods.")]
+#[schemars(
+    description = "Which VFs the pool takes, on which nodes, and how they are handed to pods.",
+    extend("x-kubernetes-validations" = [{
+        "rule": "!has(self.allowedProfiles) || (has(self.requireProfile) && self.requireProfile)",
+        "message": "allowedProfiles needs requireProfile: true (without it, a network definition could skip the profile)",
+        "fieldPath": ".allowedProfiles",
+        "reason": "FieldValueInvalid",
+    }])
+)]
 pub struct VfPoolSpec {
     /// The resource name under the device plugin's prefix: pods request vfnet.dev/<resourceName>.
     /// Letters, digits, '_' and '-', at most 63 characters.
@@ -163,6 +171,18 @@ pub struct VfPoolSpec {
     /// Which VFs the pool takes. Empty: every VF of the node.
     #[serde(default)]
     pub selector: VfSelector,
+    /// Only VfProfiles configure this pool's VFs: a network definition that names no profile, or
+    /// sets a VF setting itself (vlan, vlanQoS, vlanProto, spoofchk, trust, mac, min_tx_rate,
+    /// max_tx_rate, link_state), is refused. Set it wherever tenants write network definitions
+    /// (multi-tenant clusters); without it the pool's VFs take sriov-cni's keys as they are.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_profile: bool,
+    /// The VfProfiles this pool's VFs may be attached with (needs requireProfile). Absent: any
+    /// profile. Keeps a tenant from putting another network's profile on VFs meant for someone
+    /// else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(inner(length(min = 1, max = 253)), extend("x-kubernetes-list-type" = "set"))]
+    pub allowed_profiles: Option<Vec<String>>,
 }
 
 /// The metadata a pool needs (the API serves much more; it is ignored).
@@ -315,6 +335,12 @@ impl VfPoolSpec {
                     self.resource_name
                 ),
             ));
+        }
+        if self.allowed_profiles.is_some() && !self.require_profile {
+            return Err(bad("spec.allowedProfiles", "needs requireProfile: true"));
+        }
+        if let Some(name) = self.allowed_profiles.iter().flatten().find(|n| n.is_empty() || n.contains('/')) {
+            return Err(bad("spec.allowedProfiles", format!("{name:?} is not a VfProfile name")));
         }
         if let Some(key) = self.node_selector.keys().find(|k| k.is_empty()) {
             return Err(bad("spec.nodeSelector", format!("{key:?} is not a label key")));

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use kubelet_api::deviceplugin::v1beta1::device_plugin_client::DevicePluginClient;
 use kubelet_api::deviceplugin::v1beta1::{AllocateRequest, ContainerAllocateRequest, Empty};
-use kubelet_api::fake::FakeKubelet;
 use sriov::fixture::{Fixture, FixtureBuilder};
 use tonic::transport::Channel;
+use vfnet_testkit::kubelet::FakeKubelet;
 
 const PFS: u32 = 4;
 const VFS: u32 = 1024;

@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use kubelet_api::deviceplugin::v1beta1::{ContainerAllocateResponse, DeviceSpec};
 use serde_json::json;
@@ -53,6 +54,14 @@ pub enum AllocateError {
         id: String,
         /// The file error, naming the file.
         source: PersistError,
+    },
+    /// The blocking task writing the files died.
+    #[error("cannot record the allocation of {ids}: the writing task failed: {source}")]
+    Task {
+        /// The IDs.
+        ids: String,
+        /// Why the task ended.
+        source: tokio::task::JoinError,
     },
 }
 
@@ -145,8 +154,20 @@ pub fn response(pool: &Pool, devices: &[&Device], paths: &Paths) -> ContainerAll
     }
 }
 
-/// Writes the device-info file and the device record of each device.
-pub fn record(pool: &Pool, devices: &[&Device], paths: &Paths) -> Result<(), AllocateError> {
+/// Writes the device-info file and the device record of each device, on a blocking thread:
+/// each file is fsynced and so is its directory (two per file, four per device), which must not
+/// stall the async workers answering kubelet's other calls meanwhile.
+pub async fn record(pool: &Arc<Pool>, devices: &[&Device], paths: &Paths) -> Result<(), AllocateError> {
+    let ids = devices.iter().map(|d| d.pci.to_string()).collect::<Vec<_>>().join(",");
+    let (pool, paths) = (Arc::clone(pool), paths.clone());
+    let devices: Vec<Device> = devices.iter().map(|d| (*d).clone()).collect();
+    tokio::task::spawn_blocking(move || write_records(&pool, &devices, &paths))
+        .await
+        .map_err(|source| AllocateError::Task { ids, source })?
+}
+
+/// [`record`]'s file work.
+fn write_records(pool: &Pool, devices: &[Device], paths: &Paths) -> Result<(), AllocateError> {
     for d in devices {
         let id = d.pci.to_string();
         let fail = |source| AllocateError::Record { id: id.clone(), source };
@@ -164,6 +185,8 @@ pub fn record(pool: &Pool, devices: &[&Device], paths: &Paths) -> Result<(), All
             pf: d.pf,
             pf_name: d.pf_netdev.clone(),
             vf_index: d.vf_index,
+            require_profile: pool.spec.require_profile,
+            allowed_profiles: pool.spec.allowed_profiles.clone(),
         }
         .store(&paths.run_dir)
         .map_err(fail)?;

@@ -6,6 +6,8 @@
 //!   (`apiVersion`, `kind`, `metadata` without `managedFields`, `spec`): the file the CNI plugin
 //!   reads, so pods keep getting their networks while the API server is away. A deleted profile's
 //!   file is removed; after every (re-)list, files of profiles that no longer exist are removed.
+//!   The watch's objects are kept too: the node socket ([`crate::node_socket`]) answers from them
+//!   a CNI plugin that finds no file.
 //! - **Pools.** The `VfPool`s whose `nodeSelector` matches the labels of this node's `Node` (its
 //!   name from `--node-name`; `kubernetes.io/hostname` defaults to that name) are the daemon's
 //!   pools, applied live through the same reload path as the pools file. **Cluster pools replace
@@ -130,6 +132,9 @@ pub(crate) struct ClusterSync {
     pub(crate) reports: mpsc::UnboundedSender<Vec<PoolReport>>,
     /// The tasks, awaited at shutdown.
     pub(crate) tasks: Vec<JoinHandle<()>>,
+    /// The profiles the node socket serves: the VfProfile watch's store, and the API server.
+    /// (Boxed: the client is large, and the daemon holds this in an enum with an empty variant.)
+    pub(crate) profiles: Box<crate::node_socket::Cluster>,
 }
 
 /// The `VfProfile` resource (served as dynamic objects, so that the files hold what the API
@@ -154,15 +159,21 @@ pub(crate) fn start(
 ) -> ClusterSync {
     let pools = Writer::new(pool_resource());
     let pool_store = pools.as_reader();
+    let profile_writer = Writer::new(profile_resource());
+    let profiles = Box::new(crate::node_socket::Cluster {
+        store: profile_writer.as_reader(),
+        api: Api::all_with(client.clone(), &profile_resource()),
+        dir: run_dir.profiles(),
+    });
     let (desired_tx, desired) = watch::channel(None);
     let (reports, reports_rx) = mpsc::unbounded_channel();
     tracing::info!(%node, "cluster mode: syncing VfProfiles, VfPools and Node {node} with the API server");
     let tasks = vec![
-        tokio::spawn(sync_profiles(client.clone(), run_dir.profiles(), stop.child_token())),
+        tokio::spawn(sync_profiles(client.clone(), run_dir.profiles(), profile_writer, stop.child_token())),
         tokio::spawn(sync_pools(client.clone(), node.clone(), pools, desired_tx, triggers, stop.child_token())),
         tokio::spawn(record_events(client, node, pool_store, reports_rx, stop.child_token())),
     ];
-    ClusterSync { desired, reports, tasks }
+    ClusterSync { desired, reports, tasks, profiles }
 }
 
 /// An object as the API serves it, with `apiVersion` and `kind` (list items may lack them) and
@@ -174,19 +185,24 @@ fn served_json(obj: &DynamicObject, resource: &ApiResource) -> serde_json::Value
     serde_json::to_value(&obj).unwrap_or_default()
 }
 
+/// A VfProfile as the API serves it (what its mirrored file holds).
+pub(crate) fn served_profile(obj: &DynamicObject) -> serde_json::Value {
+    served_json(obj, &profile_resource())
+}
+
 /// True if `name` can be a file name in the profile directory.
-fn safe_name(name: &str) -> bool {
+pub(crate) fn safe_name(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('.') && !name.contains('/')
 }
 
 /// Writes the profile's file unless it already holds exactly this; returns the name.
-fn mirror_profile(dir: &ProfileDir, obj: &DynamicObject) -> Option<String> {
+pub(crate) fn mirror_profile(dir: &ProfileDir, obj: &DynamicObject) -> Option<String> {
     let name = obj.metadata.name.clone()?;
     if !safe_name(&name) {
         tracing::warn!(profile = %name, "VfProfile name unusable as a file name; not mirrored");
         return None;
     }
-    let value = served_json(obj, &profile_resource());
+    let value = served_profile(obj);
     match serde_json::from_value::<VfProfile>(value.clone())
         .map_err(|e| e.to_string())
         .and_then(|p| p.spec.validate().map_err(|e| format!("spec.{e}")))
@@ -252,13 +268,15 @@ async fn blocking(f: impl FnOnce() + Send + 'static) {
     }
 }
 
-async fn sync_profiles(client: Client, dir: ProfileDir, stop: CancellationToken) {
+/// Mirrors every VfProfile into `dir`, keeping them in `store` too (for the node socket).
+async fn sync_profiles(client: Client, dir: ProfileDir, store: Writer<DynamicObject>, stop: CancellationToken) {
     if let Err(e) = sriov::persist::create_private_dir(dir.path()) {
         tracing::error!(error = %e, "cannot create the profile directory; profiles are not mirrored");
         return;
     }
     let api: Api<DynamicObject> = Api::all_with(client, &profile_resource());
-    let mut events = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let mut events =
+        reflector::reflector(store, watcher::watcher(api, watcher::Config::default()).default_backoff()).boxed();
     // The profiles of the (re-)list under way.
     let mut listed: HashSet<String> = HashSet::new();
     let mut failing = false;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use vfnet_types::RunDir;
 
 /// Where Multus looks for the device-info files of device plugins (its device-info spec).
-pub const DEFAULT_DEVINFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/dp";
+pub const DEFAULT_DEVINFO_DIR: &str = vfnet_types::layout::DEVINFO_DEVICE_PLUGIN_DIR;
 /// The default `/metrics` and `/healthz` address.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9476";
 use std::time::Duration;

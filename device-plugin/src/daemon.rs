@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use crate::config::{self, Config};
 use crate::inventory::{self, Overlap};
 use crate::metrics::{self, Metrics};
 use crate::node::{self, NodeView};
+use crate::node_socket::{self, NodeSocketError};
 use crate::pools::{self, Pool, PoolsError, Refused};
 use crate::registration;
 use crate::server::{PoolState, Shared};
@@ -71,6 +72,9 @@ pub enum DaemonError {
     /// The Kubernetes client cannot be built from the cluster configuration.
     #[error("cannot build a Kubernetes client: {0}")]
     Client(#[source] kube::Error),
+    /// The node socket cannot be served.
+    #[error(transparent)]
+    NodeSocket(#[from] NodeSocketError),
 }
 
 /// A running daemon.
@@ -146,6 +150,8 @@ struct Daemon {
     refused: Option<Vec<Refused>>,
     servers: HashMap<String, PoolHandle>,
     stopping: Vec<JoinHandle<()>>,
+    /// The node socket's server, awaited at shutdown (it removes the socket).
+    node_socket: Option<JoinHandle<()>>,
     overlaps: Vec<Overlap>,
     stop: CancellationToken,
 }
@@ -200,12 +206,17 @@ pub async fn start(config: Config) -> Result<DaemonHandle, DaemonError> {
         metrics: Arc::clone(&metrics),
     });
     let (triggers, rx) = mpsc::channel(64);
+    let socket = node_socket::bind(&config.run_dir)?;
     let source = match client {
         None => Source::File,
         Some((client, node)) => {
             Source::Cluster(cluster::start(client, node, &config.run_dir, triggers.clone(), stop.child_token()))
         }
     };
+    let node_socket = Some(match &source {
+        Source::File => node_socket::serve(socket, node_socket::FileOnly, stop.child_token()),
+        Source::Cluster(sync) => node_socket::serve(socket, (*sync.profiles).clone(), stop.child_token()),
+    });
     let mut daemon = Daemon {
         source,
         refused: None,
@@ -217,11 +228,18 @@ pub async fn start(config: Config) -> Result<DaemonHandle, DaemonError> {
         pools,
         servers: HashMap::new(),
         stopping: Vec::new(),
+        node_socket,
         overlaps: Vec::new(),
         stop: stop.clone(),
         config,
     };
-    let view = if daemon.create_vfs(&view.node).await? { scan(&daemon.sysfs, &daemon.pools).await? } else { view };
+    let view = match daemon.create_vfs(&view.node).await {
+        Ok(true) => scan(&daemon.sysfs, &daemon.pools).await,
+        Ok(false) => Ok(view),
+        Err(e) => Err(e),
+    };
+    // What started (metrics, the node socket, the cluster sync) ends with a failed start.
+    let view = view.inspect_err(|_| stop.cancel())?;
     daemon.metrics.rescan(view.took);
     daemon.sync(&view);
 
@@ -280,9 +298,12 @@ fn cache_path(config: &Config) -> PathBuf {
     config.run_dir.cluster_pools_cache()
 }
 
-fn store_cache(path: &Path, pools: &[Arc<Pool>]) {
-    if let Err(e) = sriov::persist::write_json(path, &pools::to_objects(pools)) {
-        tracing::warn!(error = %e, "cannot cache the cluster pools");
+/// Caches the cluster pools on a blocking thread (the write fsyncs the file and its directory).
+async fn store_cache(path: PathBuf, pools: Vec<Arc<Pool>>) {
+    match tokio::task::spawn_blocking(move || sriov::persist::write_json(&path, &pools::to_objects(&pools))).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot cache the cluster pools"),
+        Err(e) => tracing::error!(error = %e, "the task caching the cluster pools failed"),
     }
 }
 
@@ -387,7 +408,7 @@ impl Daemon {
             names = %loaded.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(","),
             "cluster pools applied"
         );
-        store_cache(&cache_path(&self.config), &loaded);
+        store_cache(cache_path(&self.config), loaded.clone()).await;
         self.pools = loaded.clone();
         self.loaded = loaded;
         if let Err(e) = self.create_vfs(&view.node).await {
@@ -420,8 +441,10 @@ impl Daemon {
 
     /// Reloads the pools file; a bad file is logged and counted, and the last good pools stay.
     async fn reload_file(&mut self) {
-        let path = self.config.pools_file.clone();
-        let loaded = match pools::load(&path, &self.config.resource_prefix) {
+        let (path, prefix) = (self.config.pools_file.clone(), self.config.resource_prefix.clone());
+        let read = tokio::task::spawn_blocking(move || pools::load(&path, &prefix)).await;
+        let path = &self.config.pools_file;
+        let loaded = match read.map_err(DaemonError::from).and_then(|r| r.map_err(DaemonError::from)) {
             Ok(loaded) => loaded,
             Err(e) => {
                 self.metrics.reload(false);
@@ -434,7 +457,7 @@ impl Daemon {
             return;
         }
         let checked = match scan(&self.sysfs, &loaded).await {
-            Ok(view) => pools::check_against_node(&loaded, &view.node, &path).map(|()| view).map_err(DaemonError::from),
+            Ok(view) => pools::check_against_node(&loaded, &view.node, path).map(|()| view).map_err(DaemonError::from),
             Err(e) => Err(e),
         };
         match checked {
@@ -554,6 +577,7 @@ impl Daemon {
     async fn shutdown(mut self) {
         tracing::info!("stopping: removing the pools' sockets");
         let mut tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.stopping);
+        tasks.extend(self.node_socket.take());
         if let Source::Cluster(sync) = &mut self.source {
             tasks.append(&mut sync.tasks);
         }

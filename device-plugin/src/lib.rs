@@ -11,6 +11,8 @@
 //! - [`metrics`]: Prometheus metrics and `/healthz`;
 //! - [`cluster`]: cluster mode (VfProfiles mirrored to files, VfPools selected by the Node's
 //!   labels, Events);
+//! - [`node_socket`]: `<run-dir>/daemon.sock`, where the CNI plugin asks for a VfProfile not
+//!   mirrored yet;
 //! - [`daemon`]: all of it together; [`config`]: its settings.
 
 pub mod allocate;
@@ -21,6 +23,7 @@ pub mod health;
 pub mod inventory;
 pub mod metrics;
 pub mod node;
+pub mod node_socket;
 pub mod pools;
 pub mod preferred;
 pub mod registration;

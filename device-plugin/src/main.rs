@@ -40,7 +40,8 @@ struct Args {
     /// kubelet's root directory (sockets go to its device-plugins/).
     #[arg(long, env = "VFNET_KUBELET_DIR", default_value = kubelet_api::KUBELET_ROOT)]
     kubelet_dir: PathBuf,
-    /// vfnet's runtime directory (device records go to its devices/).
+    /// vfnet's runtime directory (device records go to its devices/, profiles to its profiles/;
+    /// the CNI plugin asks for profiles not mirrored yet on its daemon.sock).
     #[arg(long, env = "VFNET_RUN_DIR", default_value = vfnet_types::layout::DEFAULT_RUN_DIR)]
     run_dir: PathBuf,
     /// Directory of the device-info files Multus hands to CNI plugins.

@@ -82,7 +82,7 @@ fn status(e: &AllocateError) -> Status {
     match e {
         AllocateError::Unknown { .. } => Status::invalid_argument(e.to_string()),
         AllocateError::Unhealthy { .. } => Status::failed_precondition(e.to_string()),
-        AllocateError::Record { .. } => Status::internal(e.to_string()),
+        AllocateError::Record { .. } | AllocateError::Task { .. } => Status::internal(e.to_string()),
     }
 }
 
@@ -140,7 +140,7 @@ impl DevicePlugin for PluginService {
                     return Err(status(&e));
                 }
             };
-            if let Err(e) = allocate::record(pool, &devices, &self.shared.paths) {
+            if let Err(e) = allocate::record(pool, &devices, &self.shared.paths).await {
                 self.shared.metrics.allocation(&pool.resource, false);
                 tracing::error!(resource = %pool.resource, error = %e, "Allocate failed");
                 return Err(status(&e));

@@ -1,26 +1,24 @@
-//! Cluster mode against an in-test API server (`apiserver`, the real list/watch protocol over
-//! HTTP) and the in-process fake kubelet, over fixture sysfs trees: VfProfiles mirrored, updated
+//! Cluster mode against a stand-in API server (`vfnet_testkit::apiserver`, the real list/watch
+//! protocol over HTTP) and the in-process fake kubelet, over fixture sysfs trees: VfProfiles mirrored, updated
 //! and deleted; a watch that expires with 410 (re-list, files right); the API server going away
 //! and coming back (devices stay advertised, the sync resumes); pools selected by the Node's
 //! labels, live, with per-node Events; a restart while the API server is away; the binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod apiserver;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vfnet_types::{ProfileDir, RunDir};
 
-use apiserver::{ApiServer, NODES, POOLS, PROFILES, node, pool, profile};
 use crds::VfProfile;
 use kubelet_api::deviceplugin::v1beta1::{Empty, ListAndWatchResponse};
-use kubelet_api::fake::FakeKubelet;
 use serde_json::{Value, json};
 use sriov::PciAddress;
 use sriov::fixture::{Fixture, FixtureBuilder, PfSpec};
 use tonic::Streaming;
 use vfnet_device_plugin::{Config, DaemonHandle};
+use vfnet_testkit::apiserver::{ApiServer, NODES, POOLS, PROFILES, node, pool, profile};
+use vfnet_testkit::kubelet::FakeKubelet;
 
 const NODE: &str = "node-a";
 /// Long enough for the watchers' backoff (0.8 s, 1.6 s, 3.2 s, ...) after an outage.

@@ -1,4 +1,4 @@
-//! The device plugin against an in-process fake kubelet (`kubelet_api::fake`), over fixture sysfs
+//! The device plugin against an in-process fake kubelet (`vfnet_testkit::kubelet`), over fixture sysfs
 //! trees: registration, ListAndWatch, GetPreferredAllocation, Allocate, kubelet restarts, live
 //! changes, bad pools files and reloads, and the binary's start-up errors and SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,12 +13,12 @@ use kubelet_api::deviceplugin::v1beta1::{
     AllocateRequest, ContainerAllocateRequest, ContainerPreferredAllocationRequest, Empty, ListAndWatchResponse,
     PreferredAllocationRequest,
 };
-use kubelet_api::fake::FakeKubelet;
 use sriov::PciAddress;
 use sriov::fixture::{Fixture, FixtureBuilder, PfSpec};
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 use vfnet_device_plugin::{Config, DaemonHandle};
+use vfnet_testkit::kubelet::FakeKubelet;
 
 const PF0: &str = "0000:01:00.0";
 const PF1: &str = "0000:03:00.0";
@@ -215,6 +215,15 @@ async fn registers_advertises_and_allocates() {
         serde_json::json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": ids[1], "pf-pci-address": PF0}})
     );
 
+    // A file that cannot be written (written off the async workers) fails the Allocate, naming it.
+    std::fs::remove_dir_all(&dirs.devinfo).unwrap();
+    std::fs::write(&dirs.devinfo, "not a directory").unwrap();
+    let err = allocate(&mut tenant, &[&ids[0]]).await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal);
+    let named = [format!("cannot record the allocation of {}", ids[0]), dirs.devinfo.display().to_string()];
+    assert!(named.iter().all(|n| err.message().contains(n.as_str())), "{}", err.message());
+    std::fs::remove_file(&dirs.devinfo).unwrap();
+
     // Unknown IDs are refused by name; so is a VF of another pool.
     let err = allocate(&mut tenant, &["0000:99:00.1"]).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -243,7 +252,7 @@ async fn registers_advertises_and_allocates() {
         "vfnet_dp_devices{resource=\"vfnet.dev/tenant\"} 3",
         "vfnet_dp_devices_healthy{resource=\"vfnet.dev/dpdk\"} 2",
         "vfnet_dp_allocations_total{resource=\"vfnet.dev/tenant\"} 1",
-        "vfnet_dp_allocation_errors_total{resource=\"vfnet.dev/tenant\"} 2",
+        "vfnet_dp_allocation_errors_total{resource=\"vfnet.dev/tenant\"} 3",
         "vfnet_dp_registrations_total{resource=\"vfnet.dev/tenant\"} 1",
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing {line:?}:\n{metrics}");

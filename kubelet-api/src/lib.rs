@@ -6,8 +6,9 @@
 //! - [`podresources`]: pod resources API `v1` (`PodResourcesLister`, served by kubelet), with
 //!   [`podresources::allocated_devices`], a blocking helper for plain (non-async) callers such as
 //!   the CNI plugin;
-//! - [`uds`]: gRPC over unix sockets, client and server side;
-//! - `fake` (feature `fake`): kubelet's side in-process, for tests.
+//! - [`uds`]: gRPC over unix sockets, client and server side.
+//!
+//! kubelet's side in-process, for tests, is `vfnet_testkit::kubelet`.
 
 /// kubelet's root directory as a literal, for the paths below it.
 macro_rules! kubelet_root {
@@ -23,6 +24,3 @@ pub const KUBELET_ROOT: &str = kubelet_root!();
 pub mod deviceplugin;
 pub mod podresources;
 pub mod uds;
-
-#[cfg(feature = "fake")]
-pub mod fake;

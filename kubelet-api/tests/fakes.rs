@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use kubelet_api::deviceplugin::v1beta1::registration_client::RegistrationClient;
 use kubelet_api::deviceplugin::v1beta1::{DevicePluginOptions, RegisterRequest};
-use kubelet_api::fake::{FakeKubelet, FakePodResources};
 use kubelet_api::podresources::{self, v1};
 use kubelet_api::uds;
+use vfnet_testkit::kubelet::{FakeKubelet, FakePodResources};
 
 fn request(resource: &str) -> RegisterRequest {
     RegisterRequest {

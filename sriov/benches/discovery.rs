@@ -3,6 +3,9 @@
 //! A plain bench (no criterion, to keep the build lean): warm up, then time N iterations one
 //! by one and print the median and p90. Run with `cargo bench -p vfnet-sriov` (or
 //! `cargo xtask bench`).
+//!
+//! Discovery reads each PF's VFs on up to 4 threads, one per core (`sysfs::par_map`), so the
+//! discover figure depends on free cores; `taskset -c 0` gives the one-core figure.
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::hint::black_box;

@@ -3,7 +3,8 @@
 //! - [`sysfs`]: discovery of physical functions (PFs) and virtual functions (VFs) from sysfs,
 //!   with an injectable root so tests run against fixture trees ([`fixture`], feature `fixture`).
 //! - [`netlink`]: every kernel network change (VF settings through the PF, link moves, renames,
-//!   addresses, routes) through `rtnetlink`, behind the [`netlink::LinkOps`] trait.
+//!   addresses, routes) through `rtnetlink`, behind the [`netlink::LinkOps`] trait; `fake`
+//!   (feature `fake`) is a recording in-memory kernel behind the same trait, for tests.
 //! - [`netns`]: network namespaces, entered only on dedicated threads.
 //! - [`persist`], [`record`]: crash-safe node-local state files, and the device records the
 //!   device plugin writes for the CNI plugin.
@@ -17,6 +18,8 @@ pub mod persist;
 pub mod record;
 pub mod sysfs;
 
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 #[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
 

@@ -1,8 +1,9 @@
 //! Device records: what the device plugin knows about an allocated VF, for the CNI plugin.
 //!
 //! The device plugin writes `<run-dir>/devices/<pci>.json` when kubelet allocates a VF; the CNI
-//! plugin reads it to check that a profile's `physicalNetwork` matches the VF's pool. Both sides
-//! use this one type so the file format cannot drift.
+//! plugin reads it to apply the VF's pool's rules: a profile's `physicalNetwork` must match the
+//! pool's, and a pool that `requireProfile`s is configured only through (its `allowedProfiles`)
+//! VfProfiles. Both sides use this one type so the file format cannot drift.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,12 @@ pub struct DeviceRecord {
     pub pf_name: Option<String>,
     /// The VF's index under its PF.
     pub vf_index: u32,
+    /// The pool's `requireProfile`: the VF is configured only through a VfProfile.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_profile: bool,
+    /// The pool's `allowedProfiles`: the only VfProfiles its VFs may be attached with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_profiles: Option<Vec<String>>,
 }
 
 impl DeviceRecord {
@@ -61,6 +68,8 @@ mod tests {
             pf: "0000:00:09.0".parse().unwrap(),
             pf_name: Some("eth0".into()),
             vf_index: 2,
+            require_profile: true,
+            allowed_profiles: Some(vec!["tenant-a".into()]),
         };
         let run = RunDir::new(dir.path());
         rec.store(&run).unwrap();
@@ -71,6 +80,8 @@ mod tests {
         assert_eq!(raw["deviceType"], "vfio-pci");
         assert_eq!(raw["pf"], "0000:00:09.0");
         assert_eq!(raw["vfIndex"], 2);
+        assert_eq!(raw["requireProfile"], true);
+        assert_eq!(raw["allowedProfiles"], serde_json::json!(["tenant-a"]));
         assert_eq!(DeviceRecord::load(&run, &rec.pci).unwrap(), Some(rec));
         assert_eq!(DeviceRecord::load(&run, &"0000:01:00.3".parse().unwrap()).unwrap(), None);
     }

@@ -13,14 +13,21 @@
 //! Every path is taken relative to an injectable root (`/` on a node, a temp dir in tests, see
 //! [`crate::fixture`]).
 
+mod dir;
+
 use std::fs;
 use std::io;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use serde::Serialize;
 
 use crate::PciAddress;
+use dir::Dir;
 
 /// What can go wrong while reading or writing SR-IOV state in sysfs. Each variant names the
 /// file or device involved.
@@ -288,9 +295,14 @@ impl Sysfs {
         &self.root
     }
 
+    /// `<root>/sys/bus/pci/devices`.
+    fn pci_devices(&self) -> PathBuf {
+        self.root.join("sys/bus/pci/devices")
+    }
+
     /// `<root>/sys/bus/pci/devices/<pci>`.
     pub fn pci_dir(&self, pci: &PciAddress) -> PathBuf {
-        self.root.join("sys/bus/pci/devices").join(pci.to_string())
+        self.pci_devices().join(pci.to_string())
     }
 
     /// `<root>/sys/class/net`.
@@ -300,20 +312,22 @@ impl Sysfs {
 
     /// Finds every PF and its VFs. A device whose entries are broken is skipped and reported in
     /// [`Node::problems`]; only an unreadable PCI device list fails the whole discovery.
+    ///
+    /// Everything is read afresh on each call (the device plugin rescans on uevents); the cost is
+    /// kept down by reaching each device's entries relative to its open directory ([`Dir`]).
     pub fn discover(&self) -> Result<Node> {
-        let devices = self.root.join("sys/bus/pci/devices");
-        let entries = fs::read_dir(&devices).map_err(|source| SysfsError::Read { path: devices.clone(), source })?;
+        let path = self.pci_devices();
+        let devices = Dir::open(path.clone()).map_err(|e| SysfsError::Read { path: path.clone(), source: e.into() })?;
+        let names = devices.list(".")?.ok_or_else(|| SysfsError::Read { path, source: Errno::ENOENT.into() })?;
+        let mut pcis: Vec<(PciAddress, String)> =
+            names.into_iter().filter_map(|name| Some((name.parse::<PciAddress>().ok()?, name))).collect();
+        pcis.sort_unstable();
         let mut node = Node::default();
-        for entry in entries {
-            let entry = entry.map_err(|source| SysfsError::Read { path: devices.clone(), source })?;
-            let name = entry.file_name();
-            let Some(pci) = name.to_str().and_then(|n| n.parse::<PciAddress>().ok()) else {
-                continue;
-            };
-            if !entry.path().join("sriov_totalvfs").exists() {
+        for (pci, name) in pcis {
+            if !devices.exists(&format!("{name}/sriov_totalvfs")) {
                 continue;
             }
-            match self.read_pf(&pci, Some(&mut node.problems)) {
+            match self.read_pf(Some(&devices), &pci, Some(&mut node.problems)) {
                 Ok(pf) => node.pfs.push(pf),
                 Err(e) => node.problems.push(e),
             }
@@ -327,7 +341,7 @@ impl Sysfs {
 
     /// Reads one PF and its VFs. Any broken VF entry is an error.
     pub fn pf(&self, pci: &PciAddress) -> Result<Pf> {
-        self.read_pf(pci, None)
+        self.read_pf(None, pci, None)
     }
 
     /// Reads the PF that owns netdev `name`.
@@ -338,14 +352,17 @@ impl Sysfs {
 
     /// The PCI address of the device behind netdev `name` (its `device` link).
     pub fn netdev_pci(&self, name: &str) -> Result<PciAddress> {
-        let dir = self.class_net().join(name);
-        if fs::symlink_metadata(&dir).is_err() {
-            return Err(SysfsError::NoNetdev { name: name.to_owned(), path: dir });
+        let no_netdev = || SysfsError::NoNetdev { name: name.to_owned(), path: self.class_net().join(name) };
+        let class_net = Dir::open(self.class_net()).map_err(|_| no_netdev())?;
+        if !class_net.exists_nofollow(name) {
+            return Err(no_netdev());
         }
-        let link = dir.join("device");
-        let target = link_target(&link)?
-            .ok_or(SysfsError::Missing { path: link.clone(), what: "a netdev backed by a PCI device" })?;
-        parse_pci_name(&link, &target)
+        let link = format!("{name}/device");
+        let target = class_net.link_target(&link)?.ok_or_else(|| SysfsError::Missing {
+            path: class_net.entry(&link),
+            what: "a netdev backed by a PCI device",
+        })?;
+        parse_pci_name(&class_net, &link, &target)
     }
 
     /// Reads one VF.
@@ -356,30 +373,36 @@ impl Sysfs {
 
     /// Resolves a VF's PCI address to its PF and index, through `physfn` and the PF's `virtfnN`.
     pub fn locate_vf(&self, vf: &PciAddress) -> Result<VfLocation> {
-        let dir = self.existing_pci_dir(vf)?;
-        let physfn = dir.join("physfn");
-        let target = link_target(&physfn)?.ok_or(SysfsError::NotAVf { pci: *vf, path: physfn.clone() })?;
-        let pf = parse_pci_name(&physfn, &target)?;
-        let pf_dir = self.existing_pci_dir(&pf)?;
-        let index = virtfn_links(&pf_dir)?
+        let dir = self.open_device(None, vf)?;
+        let target =
+            dir.link_target("physfn")?.ok_or_else(|| SysfsError::NotAVf { pci: *vf, path: dir.entry("physfn") })?;
+        let pf = parse_pci_name(&dir, "physfn", &target)?;
+        let pf_dir = self.open_device(None, &pf)?;
+        // The lowest N whose intact virtfnN link names the VF. Only that link is checked for
+        // dangling: the others are not used.
+        let index = virtfn_names(&pf_dir)?
             .into_iter()
-            .find_map(|(index, target)| matches!(target, Ok(t) if t == *vf).then_some(index))
+            .find(|(_, name)| {
+                pf_dir.read_link(name).is_ok_and(|t| parse_pci_name(&pf_dir, name, &t).is_ok_and(|p| p == *vf))
+                    && pf_dir.exists(name)
+            })
+            .map(|(index, _)| index)
             .ok_or(SysfsError::VfNotListed { vf: *vf, pf })?;
         Ok(VfLocation { vf: *vf, pf, pf_netdev: first_netdev(&pf_dir)?, index })
     }
 
     /// The PCI address of VF `index` of PF `pf`.
     pub fn vf_pci(&self, pf: &PciAddress, index: u32) -> Result<PciAddress> {
-        let dir = self.existing_pci_dir(pf)?;
-        let total_vfs = read_u32(&dir.join("sriov_totalvfs"))?;
+        let dir = self.open_device(None, pf)?;
+        let total_vfs = read_u32(&dir, "sriov_totalvfs")?;
         if index >= total_vfs {
             return Err(SysfsError::VfIndexOutOfRange { pf: *pf, index, total_vfs });
         }
-        let link = dir.join(format!("virtfn{index}"));
-        match link_target(&link)? {
-            Some(target) => parse_pci_name(&link, &target),
+        let link = format!("virtfn{index}");
+        match dir.link_target(&link)? {
+            Some(target) => parse_pci_name(&dir, &link, &target),
             None => {
-                let num_vfs = read_u32(&dir.join("sriov_numvfs"))?;
+                let num_vfs = read_u32(&dir, "sriov_numvfs")?;
                 Err(SysfsError::VfNotEnabled { pf: *pf, index, num_vfs })
             }
         }
@@ -389,16 +412,16 @@ impl Sysfs {
     /// non-zero count (EBUSY, `sriov_numvfs_store`), so this goes through zero when it must.
     /// VF creation is asynchronous for the VF drivers: see [`Sysfs::wait_for_vfs`].
     pub fn set_num_vfs(&self, pf: &PciAddress, num: u32) -> Result<()> {
-        let dir = self.existing_pci_dir(pf)?;
-        let total_vfs = read_u32(&dir.join("sriov_totalvfs"))?;
+        let dir = self.open_device(None, pf)?;
+        let total_vfs = read_u32(&dir, "sriov_totalvfs")?;
         if num > total_vfs {
             return Err(SysfsError::TooManyVfs { pf: *pf, requested: num, total_vfs });
         }
-        let path = dir.join("sriov_numvfs");
-        let current = read_u32(&path)?;
+        let current = read_u32(&dir, "sriov_numvfs")?;
         if current == num {
             return Ok(());
         }
+        let path = dir.entry("sriov_numvfs");
         let write = |value: u32| {
             tracing::info!(pf = %pf, value, "writing sriov_numvfs");
             fs::write(&path, value.to_string()).map_err(|source| SysfsError::Write {
@@ -434,39 +457,53 @@ impl Sysfs {
         }
     }
 
-    fn existing_pci_dir(&self, pci: &PciAddress) -> Result<PathBuf> {
-        let dir = self.pci_dir(pci);
-        match fs::metadata(&dir) {
-            Ok(_) => Ok(dir),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::symlink_metadata(&dir) {
-                Ok(_) => Err(dangling(&dir)),
-                Err(_) => Err(SysfsError::NoDevice { pci: *pci, path: dir }),
-            },
-            Err(source) => Err(SysfsError::Read { path: dir, source }),
+    /// Opens a device's directory: under `devices` (the open `sys/bus/pci/devices`, during a
+    /// discovery) or by its full path.
+    fn open_device(&self, devices: Option<&Dir>, pci: &PciAddress) -> Result<Dir> {
+        let opened = match devices {
+            Some(devices) => devices.sub(&pci.to_string(), self.pci_dir(pci)),
+            None => Dir::open(self.pci_dir(pci)),
+        };
+        match opened {
+            Ok(dir) => Ok(dir),
+            Err(Errno::ENOENT) => {
+                let path = self.pci_dir(pci);
+                match fs::symlink_metadata(&path) {
+                    Ok(_) => Err(dangling(&path)),
+                    Err(_) => Err(SysfsError::NoDevice { pci: *pci, path }),
+                }
+            }
+            Err(e) => Err(SysfsError::Read { path: self.pci_dir(pci), source: e.into() }),
         }
     }
 
-    fn read_pf(&self, pci: &PciAddress, mut problems: Option<&mut Vec<SysfsError>>) -> Result<Pf> {
-        let dir = self.existing_pci_dir(pci)?;
-        let totalvfs = dir.join("sriov_totalvfs");
-        if !totalvfs.exists() {
-            return Err(SysfsError::NotAPf { pci: *pci, path: totalvfs });
+    fn read_pf(
+        &self,
+        devices: Option<&Dir>,
+        pci: &PciAddress,
+        mut problems: Option<&mut Vec<SysfsError>>,
+    ) -> Result<Pf> {
+        let dir = self.open_device(devices, pci)?;
+        if !dir.exists("sriov_totalvfs") {
+            return Err(SysfsError::NotAPf { pci: *pci, path: dir.entry("sriov_totalvfs") });
         }
-        let total_vfs = read_u32(&totalvfs)?;
-        let num_vfs = read_u32(&dir.join("sriov_numvfs"))?;
+        let total_vfs = read_u32(&dir, "sriov_totalvfs")?;
+        let num_vfs = read_u32(&dir, "sriov_numvfs")?;
         let netdev = first_netdev(&dir)?;
         let link = match &netdev {
-            Some(name) => Some(read_link_status(&dir.join("net").join(name))?),
+            Some(name) => Some(read_link_status(&dir, name)?),
             None => None,
         };
-        let mut vfs = Vec::new();
-        for (index, vf_pci) in virtfn_links(&dir)? {
-            let vf = vf_pci.and_then(|vf_pci| {
-                if index >= total_vfs {
-                    return Err(SysfsError::VfIndexOutOfRange { pf: *pci, index, total_vfs });
+        let read = |(index, name): &(u32, String)| {
+            self.open_virtfn(&dir, name).and_then(|(vf_pci, vf_dir)| {
+                if *index >= total_vfs {
+                    return Err(SysfsError::VfIndexOutOfRange { pf: *pci, index: *index, total_vfs });
                 }
-                self.read_vf(&vf_pci, index, pci, netdev.clone())
-            });
+                read_vf_at(&vf_dir, &vf_pci, *index, pci, netdev.clone())
+            })
+        };
+        let mut vfs = Vec::new();
+        for vf in par_map(&virtfn_names(&dir)?, read) {
             match vf {
                 Ok(vf) => vfs.push(vf),
                 Err(e) => match problems.as_deref_mut() {
@@ -478,10 +515,10 @@ impl Sysfs {
         Ok(Pf {
             pci: *pci,
             netdev,
-            vendor: read_pci_id(&dir.join("vendor"))?,
-            device: read_pci_id(&dir.join("device"))?,
-            driver: link_name(&dir.join("driver"))?,
-            numa_node: read_numa_node(&dir.join("numa_node"))?,
+            vendor: read_pci_id(&dir, "vendor")?,
+            device: read_pci_id(&dir, "device")?,
+            driver: link_name(&dir, "driver")?,
+            numa_node: read_numa_node(&dir)?,
             total_vfs,
             num_vfs,
             link,
@@ -489,35 +526,108 @@ impl Sysfs {
         })
     }
 
+    /// Opens VF `pci`'s directory and reads it as VF `index` of `pf`.
     fn read_vf(&self, pci: &PciAddress, index: u32, pf: &PciAddress, pf_netdev: Option<String>) -> Result<Vf> {
-        let dir = self.existing_pci_dir(pci)?;
-        let physfn = dir.join("physfn");
-        match link_target(&physfn)? {
-            Some(target) if parse_pci_name(&physfn, &target)? == *pf => {}
-            Some(_) => return Err(SysfsError::VfNotListed { vf: *pci, pf: *pf }),
-            None => return Err(SysfsError::NotAVf { pci: *pci, path: physfn }),
-        }
-        Ok(Vf {
-            pci: *pci,
-            index,
-            pf_pci: *pf,
-            pf_netdev,
-            vendor: read_pci_id(&dir.join("vendor"))?,
-            device: read_pci_id(&dir.join("device"))?,
-            driver: link_name(&dir.join("driver"))?,
-            netdev: first_netdev(&dir)?,
-            iommu_group: link_name(&dir.join("iommu_group"))?
-                .map(|g| {
-                    g.parse::<u32>().map_err(|_| SysfsError::Parse {
-                        path: dir.join("iommu_group"),
-                        value: g.clone(),
-                        expected: "a link to an IOMMU group number",
-                    })
-                })
-                .transpose()?,
-            numa_node: read_numa_node(&dir.join("numa_node"))?,
-        })
+        read_vf_at(&self.open_device(None, pci)?, pci, index, pf, pf_netdev)
     }
+
+    /// Follows the PF's `virtfnN` link `name` to its VF: the VF's address and open directory.
+    ///
+    /// The directory is opened through the link itself, which is also what tells a dangling link
+    /// (ENOENT). The kernel adds a VF's `sys/bus/pci/devices` entry before its `virtfnN` link and
+    /// removes it after (`pci_iov_add_virtfn`, `pci_iov_remove_virtfn`), so both reach the same
+    /// directory; errors name it by its `sys/bus/pci/devices/<vf>` path as elsewhere.
+    fn open_virtfn(&self, pf_dir: &Dir, name: &str) -> Result<(PciAddress, Dir)> {
+        let target = match pf_dir.read_link(name) {
+            Ok(t) => t,
+            // Gone between the listing and now: the VF is being removed.
+            Err(Errno::ENOENT) => return Err(dangling(&pf_dir.entry(name))),
+            Err(e) => return Err(SysfsError::Read { path: pf_dir.entry(name), source: e.into() }),
+        };
+        // Opened before the target is parsed: a dangling link is reported as dangling, whatever
+        // it names.
+        let open = |path: PathBuf| match pf_dir.sub(name, path) {
+            Ok(dir) => Ok(dir),
+            Err(Errno::ENOENT) => Err(SysfsError::Dangling { path: pf_dir.entry(name), target: target.clone() }),
+            Err(e) => Err(SysfsError::Read { path: pf_dir.entry(name), source: e.into() }),
+        };
+        match parse_pci_name(pf_dir, name, &target) {
+            Ok(vf) => Ok((vf, open(self.pci_dir(&vf))?)),
+            Err(not_pci) => {
+                open(PathBuf::new())?;
+                Err(not_pci)
+            }
+        }
+    }
+}
+
+/// Reads the VF whose directory is `dir` as VF `index` of `pf`.
+fn read_vf_at(dir: &Dir, pci: &PciAddress, index: u32, pf: &PciAddress, pf_netdev: Option<String>) -> Result<Vf> {
+    match dir.link_target("physfn")? {
+        Some(target) if parse_pci_name(dir, "physfn", &target)? == *pf => {}
+        Some(_) => return Err(SysfsError::VfNotListed { vf: *pci, pf: *pf }),
+        None => return Err(SysfsError::NotAVf { pci: *pci, path: dir.entry("physfn") }),
+    }
+    Ok(Vf {
+        pci: *pci,
+        index,
+        pf_pci: *pf,
+        pf_netdev,
+        vendor: read_pci_id(dir, "vendor")?,
+        device: read_pci_id(dir, "device")?,
+        driver: link_name(dir, "driver")?,
+        netdev: first_netdev(dir)?,
+        iommu_group: link_name(dir, "iommu_group")?
+            .map(|g| {
+                g.parse::<u32>().map_err(|_| SysfsError::Parse {
+                    path: dir.entry("iommu_group"),
+                    value: g.clone(),
+                    expected: "a link to an IOMMU group number",
+                })
+            })
+            .transpose()?,
+        numa_node: read_numa_node(dir)?,
+    })
+}
+
+/// The most threads one PF's VFs are read on.
+const MAX_WORKERS: usize = 4;
+/// Fewer items than this per thread, and a thread costs more than it saves.
+const ITEMS_PER_WORKER: usize = 32;
+
+/// `items.iter().map(f)` on up to [`MAX_WORKERS`] threads (the calling one included), in order.
+///
+/// Reading a VF is some 25 `*at(2)` calls, nearly all of it kernel time that runs in parallel
+/// on separate cores (RCU path walks); a PF of 256 VFs is read about as many times faster as
+/// there are cores. A thread that cannot be started leaves its share to the calling thread.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores = *CORES.get_or_init(|| thread::available_parallelism().map_or(1, NonZeroUsize::get));
+    let workers = cores.min(MAX_WORKERS).min(items.len() / ITEMS_PER_WORKER).max(1);
+    if workers == 1 {
+        return items.iter().map(f).collect();
+    }
+    let f = &f;
+    thread::scope(|s| {
+        let mut chunks = items.chunks(items.len().div_ceil(workers));
+        let own = chunks.next().unwrap_or_default();
+        let others: Vec<_> = chunks
+            .map(|chunk| {
+                let spawned = thread::Builder::new()
+                    .name("sysfs-discovery".into())
+                    .spawn_scoped(s, move || chunk.iter().map(f).collect::<Vec<_>>());
+                (chunk, spawned.ok())
+            })
+            .collect();
+        let mut out: Vec<R> = own.iter().map(f).collect();
+        for (chunk, handle) in others {
+            match handle {
+                Some(h) => out.extend(h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))),
+                None => out.extend(chunk.iter().map(f)),
+            }
+        }
+        out
+    })
 }
 
 fn dangling(path: &Path) -> SysfsError {
@@ -525,102 +635,74 @@ fn dangling(path: &Path) -> SysfsError {
     SysfsError::Dangling { path: path.to_owned(), target }
 }
 
-/// The target of symlink `path`: `None` if there is no such link, an error if it dangles.
-fn link_target(path: &Path) -> Result<Option<PathBuf>> {
-    let target = match fs::read_link(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(SysfsError::Read { path: path.to_owned(), source }),
-    };
-    match fs::metadata(path) {
-        Ok(_) => Ok(Some(target)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SysfsError::Dangling { path: path.to_owned(), target }),
-        Err(source) => Err(SysfsError::Read { path: path.to_owned(), source }),
-    }
+/// The last component of symlink `name`'s target (a driver name, an IOMMU group number).
+fn link_name(dir: &Dir, name: &str) -> Result<Option<String>> {
+    Ok(dir.link_target(name)?.and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned())))
 }
 
-/// The last component of symlink `path`'s target (a driver name, an IOMMU group number).
-fn link_name(path: &Path) -> Result<Option<String>> {
-    Ok(link_target(path)?.and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned())))
-}
-
-fn parse_pci_name(link: &Path, target: &Path) -> Result<PciAddress> {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    name.parse().map_err(|_| SysfsError::Parse {
-        path: link.to_owned(),
+/// The PCI address link `name` of `dir` points at (its target's last component).
+fn parse_pci_name(dir: &Dir, name: &str, target: &Path) -> Result<PciAddress> {
+    let pci = target.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse().ok());
+    pci.ok_or_else(|| SysfsError::Parse {
+        path: dir.entry(name),
         value: target.display().to_string(),
         expected: "a link to a PCI device directory",
     })
 }
 
-/// The PF's `virtfnN` links as (N, VF address or why that link is broken), in index order.
-fn virtfn_links(pf_dir: &Path) -> Result<Vec<(u32, Result<PciAddress>)>> {
-    let entries = fs::read_dir(pf_dir).map_err(|source| SysfsError::Read { path: pf_dir.to_owned(), source })?;
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| SysfsError::Read { path: pf_dir.to_owned(), source })?;
-        let name = entry.file_name();
-        let Some(index) = name.to_str().and_then(|n| n.strip_prefix("virtfn")).and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let link = entry.path();
-        let vf = link_target(&link).and_then(|t| match t {
-            Some(target) => parse_pci_name(&link, &target),
-            None => Err(dangling(&link)),
-        });
-        out.push((index, vf));
-    }
+/// The PF's `virtfnN` entries as (N, name), in index order.
+fn virtfn_names(pf_dir: &Dir) -> Result<Vec<(u32, String)>> {
+    let names = pf_dir
+        .list(".")?
+        .ok_or_else(|| SysfsError::Read { path: pf_dir.path().to_owned(), source: Errno::ENOENT.into() })?;
+    let mut out: Vec<_> =
+        names.into_iter().filter_map(|name| Some((name.strip_prefix("virtfn")?.parse::<u32>().ok()?, name))).collect();
     out.sort_unstable_by_key(|(i, _)| *i);
     Ok(out)
 }
 
 /// The first netdev under `<dev>/net/`, in name order (a PCI function normally has one).
-fn first_netdev(dev_dir: &Path) -> Result<Option<String>> {
-    let net = dev_dir.join("net");
-    let entries = match fs::read_dir(&net) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(SysfsError::Read { path: net, source }),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| SysfsError::Read { path: net.clone(), source })?;
-        names.push(entry.file_name().to_string_lossy().into_owned());
-    }
-    names.sort();
-    Ok(names.into_iter().next())
+fn first_netdev(dev_dir: &Dir) -> Result<Option<String>> {
+    Ok(dev_dir.list("net")?.and_then(|names| names.into_iter().min()))
 }
 
-fn read_trimmed(path: &Path) -> Result<String> {
-    fs::read_to_string(path).map(|s| s.trim().to_owned()).map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => SysfsError::Missing { path: path.to_owned(), what: "a required sysfs attribute" },
-        _ => SysfsError::Read { path: path.to_owned(), source },
+/// Reads attribute `name`, trimmed, into `buf`; a missing attribute is [`SysfsError::Missing`].
+fn read_trimmed<'b>(dir: &Dir, name: &str, buf: &'b mut [u8; dir::ATTR_MAX]) -> Result<&'b str> {
+    dir.read_attr(name, buf).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => SysfsError::Missing { path: dir.entry(name), what: "a required sysfs attribute" },
+        _ => SysfsError::Read { path: dir.entry(name), source },
     })
 }
 
-fn read_u32(path: &Path) -> Result<u32> {
-    let value = read_trimmed(path)?;
-    value.parse().map_err(|_| SysfsError::Parse { path: path.to_owned(), value, expected: "a non-negative integer" })
+fn read_u32(dir: &Dir, name: &str) -> Result<u32> {
+    let mut buf = dir::attr_buf();
+    let value = read_trimmed(dir, name, &mut buf)?;
+    value.parse().map_err(|_| SysfsError::Parse {
+        path: dir.entry(name),
+        value: value.to_owned(),
+        expected: "a non-negative integer",
+    })
 }
 
-fn read_pci_id(path: &Path) -> Result<PciId> {
-    let value = read_trimmed(path)?;
-    let digits = value.strip_prefix("0x").unwrap_or(&value);
+fn read_pci_id(dir: &Dir, name: &str) -> Result<PciId> {
+    let mut buf = dir::attr_buf();
+    let value = read_trimmed(dir, name, &mut buf)?;
+    let digits = value.strip_prefix("0x").unwrap_or(value);
     u16::from_str_radix(digits, 16).map(PciId).map_err(|_| SysfsError::Parse {
-        path: path.to_owned(),
-        value: value.clone(),
+        path: dir.entry(name),
+        value: value.to_owned(),
         expected: "a 16-bit hex PCI id such as 0x8086",
     })
 }
 
 /// `numa_node` is -1 when the platform has no NUMA information, and absent on some buses.
-fn read_numa_node(path: &Path) -> Result<Option<u32>> {
-    match read_trimmed(path) {
-        Ok(v) if v == "-1" => Ok(None),
+fn read_numa_node(dir: &Dir) -> Result<Option<u32>> {
+    let mut buf = dir::attr_buf();
+    match read_trimmed(dir, "numa_node", &mut buf) {
+        Ok("-1") => Ok(None),
         Ok(v) => v.parse().map(Some).map_err(|_| SysfsError::Parse {
-            path: path.to_owned(),
-            value: v,
+            path: dir.entry("numa_node"),
+            value: v.to_owned(),
             expected: "a NUMA node number or -1",
         }),
         Err(SysfsError::Missing { .. }) => Ok(None),
@@ -628,17 +710,23 @@ fn read_numa_node(path: &Path) -> Result<Option<u32>> {
     }
 }
 
-fn read_link_status(netdev_dir: &Path) -> Result<LinkStatus> {
-    let operstate = read_trimmed(&netdev_dir.join("operstate"))?;
-    let carrier_path = netdev_dir.join("carrier");
+/// Link status of the device's netdev `netdev` (`<dev>/net/<netdev>/`).
+fn read_link_status(dev_dir: &Dir, netdev: &str) -> Result<LinkStatus> {
+    let mut buf = dir::attr_buf();
+    let operstate = read_trimmed(dev_dir, &format!("net/{netdev}/operstate"), &mut buf)?.to_owned();
+    let carrier_name = format!("net/{netdev}/carrier");
     // Reading `carrier` of an interface that is down fails with EINVAL: no carrier.
-    let carrier = match fs::read_to_string(&carrier_path) {
-        Ok(v) => v.trim() == "1",
+    let carrier = match dev_dir.read_attr(&carrier_name, &mut buf) {
+        Ok(v) => v == "1",
         Err(e) if e.raw_os_error() == Some(22) || e.kind() == io::ErrorKind::NotFound => false,
-        Err(source) => return Err(SysfsError::Read { path: carrier_path, source }),
+        Err(source) => return Err(SysfsError::Read { path: dev_dir.entry(&carrier_name), source }),
     };
-    let mtu_path = netdev_dir.join("mtu");
-    let mtu_s = read_trimmed(&mtu_path)?;
-    let mtu = mtu_s.parse().map_err(|_| SysfsError::Parse { path: mtu_path, value: mtu_s, expected: "an MTU" })?;
+    let mtu_name = format!("net/{netdev}/mtu");
+    let mtu_s = read_trimmed(dev_dir, &mtu_name, &mut buf)?;
+    let mtu = mtu_s.parse().map_err(|_| SysfsError::Parse {
+        path: dev_dir.entry(&mtu_name),
+        value: mtu_s.to_owned(),
+        expected: "an MTU",
+    })?;
     Ok(LinkStatus { operstate, carrier, mtu })
 }

@@ -1,6 +1,7 @@
 //! Privileged tests of the netlink and namespace layers with veth pairs in fresh network
-//! namespaces (the host kernel has no SR-IOV device; real VFs are tested in the VM). Each test
-//! skips with a printed reason when not run as root.
+//! namespaces (the host kernel has no SR-IOV device; real VFs are tested in the VM). They need
+//! root, so each is `#[ignore]`d with that reason in a plain `cargo test`; `cargo xtask test` runs
+//! them (`--ignored`), and run without root they fail, naming the test.
 
 #![allow(clippy::unwrap_used)] // test helpers panic on broken fixtures by design
 
@@ -11,15 +12,13 @@ use sriov::MacAddr;
 use sriov::netlink::{IpPrefix, LinkOps, Netlink, NetlinkError, Route, VfSetting, VlanProto};
 use sriov::netns::Netns;
 
-/// A fresh namespace with a netlink socket in it, or `None` (after saying why) when not root.
-fn fresh_ns(test: &str) -> Option<(Netns, Netlink)> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping {test}: needs root to create network namespaces");
-        return None;
-    }
+/// A fresh namespace with a netlink socket in it; fails the test when not root.
+#[track_caller]
+fn fresh_ns() -> (Netns, Netlink) {
+    vfnet_testkit::privileged::require_root();
     let ns = Netns::create_anonymous().expect("create a network namespace");
     let nl = Netlink::in_netns(&ns).expect("netlink socket in the namespace");
-    Some((ns, nl))
+    (ns, nl)
 }
 
 fn prefix(s: &str) -> IpPrefix {
@@ -28,8 +27,9 @@ fn prefix(s: &str) -> IpPrefix {
 }
 
 #[test]
+#[ignore = "privileged: needs root (network namespaces, veth); cargo xtask test runs it"]
 fn moves_a_link_between_namespaces_by_fd() {
-    let Some((ns_a, nl_a)) = fresh_ns("moves_a_link_between_namespaces_by_fd") else { return };
+    let (ns_a, nl_a) = fresh_ns();
     let ns_b = Netns::create_anonymous().unwrap();
     let nl_b = Netlink::in_netns(&ns_b).unwrap();
     nl_a.add_veth("vf0", "peer0").unwrap();
@@ -45,8 +45,9 @@ fn moves_a_link_between_namespaces_by_fd() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (network namespaces, veth); cargo xtask test runs it"]
 fn renames_by_index_and_drops_altnames() {
-    let Some((_ns, nl)) = fresh_ns("renames_by_index_and_drops_altnames") else { return };
+    let (_ns, nl) = fresh_ns();
     nl.add_veth("vf1", "peer1").unwrap();
     let link = nl.link_by_name("vf1").unwrap();
     nl.rename(link.index, "net1").unwrap();
@@ -63,8 +64,9 @@ fn renames_by_index_and_drops_altnames() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (network namespaces, veth); cargo xtask test runs it"]
 fn sets_mac_mtu_and_state() {
-    let Some((_ns, nl)) = fresh_ns("sets_mac_mtu_and_state") else { return };
+    let (_ns, nl) = fresh_ns();
     nl.add_veth("vf2", "peer2").unwrap();
     let idx = nl.link_by_name("vf2").unwrap().index;
     let mac: MacAddr = "02:00:00:aa:bb:cc".parse().unwrap();
@@ -80,8 +82,9 @@ fn sets_mac_mtu_and_state() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (network namespaces, veth); cargo xtask test runs it"]
 fn adds_addresses_and_routes() {
-    let Some((_ns, nl)) = fresh_ns("adds_addresses_and_routes") else { return };
+    let (_ns, nl) = fresh_ns();
     nl.add_veth("vf3", "peer3").unwrap();
     let idx = nl.link_by_name("vf3").unwrap().index;
     let peer = nl.link_by_name("peer3").unwrap().index;
@@ -112,8 +115,9 @@ fn adds_addresses_and_routes() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (network namespaces, veth); cargo xtask test runs it"]
 fn vf_settings_on_a_link_without_vfs_are_a_typed_refusal() {
-    let Some((_ns, nl)) = fresh_ns("vf_settings_on_a_link_without_vfs_are_a_typed_refusal") else { return };
+    let (_ns, nl) = fresh_ns();
     nl.add_veth("pf4", "peer4").unwrap();
     let pf = nl.link_by_name("pf4").unwrap();
     let err = nl.set_vf(pf.index, 0, &VfSetting::Vlan { vlan: 100, qos: 0, proto: VlanProto::Dot1Q }).unwrap_err();
@@ -127,8 +131,9 @@ fn vf_settings_on_a_link_without_vfs_are_a_typed_refusal() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (network namespaces, veth); cargo xtask test runs it"]
 fn lookups_of_missing_links_say_what_was_looked_for() {
-    let Some((_ns, nl)) = fresh_ns("lookups_of_missing_links_say_what_was_looked_for") else { return };
+    let (_ns, nl) = fresh_ns();
     assert_eq!(nl.link_by_name("nope0").unwrap_err().to_string(), "network device nope0 not found");
     assert_eq!(nl.link_by_index(4242).unwrap_err().to_string(), "network device index 4242 not found");
     let pci = "0000:00:09.0".parse().unwrap();
@@ -138,8 +143,9 @@ fn lookups_of_missing_links_say_what_was_looked_for() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (network namespaces, veth); cargo xtask test runs it"]
 fn running_in_a_namespace_leaves_the_caller_where_it_was() {
-    let Some((ns, _nl)) = fresh_ns("running_in_a_namespace_leaves_the_caller_where_it_was") else { return };
+    let (ns, _nl) = fresh_ns();
     let before = Netns::current().unwrap();
     let inside = ns.run(|| Netns::current().unwrap()).unwrap();
     assert!(inside.same_as(&ns));
@@ -148,8 +154,9 @@ fn running_in_a_namespace_leaves_the_caller_where_it_was() {
 }
 
 #[test]
+#[ignore = "privileged: needs root (network namespaces, veth); cargo xtask test runs it"]
 fn usable_from_inside_an_async_runtime() {
-    let Some((_ns, nl)) = fresh_ns("usable_from_inside_an_async_runtime") else { return };
+    let (_ns, nl) = fresh_ns();
     // Blocking on the socket's own runtime from inside another would panic; it must not.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let lo = rt.block_on(async { nl.link_by_name("lo") }).unwrap();

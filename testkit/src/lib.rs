@@ -1,2 +1,6 @@
 //! Test support shared by vfnet's crates and its end-to-end suite. Nothing here is product code:
 //! the crates take it as a dev-dependency (the e2e crate as a dependency), never a product binary.
+
+pub mod apiserver;
+pub mod kubelet;
+pub mod privileged;

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use kubelet_api::deviceplugin::v1beta1::device_plugin_client::DevicePluginClient;
 use kubelet_api::deviceplugin::v1beta1::{AllocateRequest, ContainerAllocateRequest, Empty, ListAndWatchResponse};
-use kubelet_api::fake::FakeKubelet;
 use sriov::PciAddress;
 use tonic::Streaming;
 use tonic::transport::Channel;
 use vfnet_device_plugin::{Config, DaemonHandle};
 use vfnet_e2e::{VF_TIMEOUT, igb_pf, igb_pf_with_vfs, say, sysfs};
+use vfnet_testkit::kubelet::FakeKubelet;
 
 /// The periodic rescan, far longer than any wait below.
 const RESCAN: Duration = Duration::from_secs(60);
@@ -367,5 +367,95 @@ fn allocate_output_feeds_a_vfnet_add() -> Result<()> {
         p.daemon.shutdown().await;
         Ok::<_, anyhow::Error>(())
     })?;
+    igb_pf_with_vfs(4).map(drop)
+}
+
+/// Tenants write network definitions: on a pool that requires profiles, a definition's raw
+/// `vlan` is refused and the VF stays untouched, a profile the pool does not allow is refused, and
+/// the pool's profile attaches; the same raw definition on a pool without the rule still works,
+/// as sriov-cni's would (the drop-in, single-tenant case). Records come from Allocate, as on a
+/// node.
+#[test]
+#[ignore = "needs the emulated igb VM: run through cargo xtask test"]
+fn a_pool_that_requires_profiles_refuses_raw_settings() -> Result<()> {
+    use serde_json::json;
+    use vfnet_e2e::cni::{Invocation, snapshot};
+    use vfnet_e2e::netns::NamedNetns;
+
+    let pf = igb_pf_with_vfs(4)?;
+    let pf_name = pf.netdev.clone().context("PF netdev")?;
+    let _up = PfUp::new(&pf_name)?;
+    let vf = pf.vfs[1].clone();
+    let before = snapshot(&pf_name, vf.index, &vf.pci)?;
+    let attach = |locked: bool| -> Result<()> {
+        runtime()?.block_on(async {
+            let (name, extra) =
+                if locked { ("locked", ", requireProfile: true, allowedProfiles: [tenant-a]") } else { ("open", "") };
+            let mut p = start(&pool_yaml(name, extra, &format!("{{pfNames: ['{pf_name}#1']}}"))).await?;
+            let mut stream = p.client.list_and_watch(Empty {}).await?.into_inner();
+            until(&mut stream, Duration::from_secs(60), "1 healthy VF", |m| m.devices.len() == 1 && all(m, "Healthy"))
+                .await?;
+            p.client
+                .allocate(AllocateRequest {
+                    container_requests: vec![ContainerAllocateRequest { devices_ids: vec![vf.pci.to_string()] }],
+                })
+                .await?;
+            let base = p._dir.path().to_owned();
+            std::fs::create_dir_all(base.join("profiles"))?;
+            for (profile, vlan) in [("tenant-a", 120), ("tenant-b", 130)] {
+                std::fs::write(
+                    base.join("profiles").join(format!("{profile}.json")),
+                    json!({"apiVersion": "vfnet.dev/v1alpha1", "kind": "VfProfile", "metadata": {"name": profile},
+                           "spec": {"vlan": vlan}})
+                    .to_string(),
+                )?;
+            }
+            let conf = |extra: serde_json::Value| {
+                let mut c = json!({"cniVersion": "1.1.0", "name": "tenant-net", "type": "vfnet", "deviceID": vf.pci,
+                    "runDir": base.join("run"), "stateDir": base.join("state"), "profileDir": base.join("profiles")});
+                c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+                c
+            };
+            let pod = NamedNetns::create("vfnet-tenant")?;
+            let add = |id: &str, c: &serde_json::Value| Invocation::vfnet("ADD", id, Some(pod.path()), "net1").run(c);
+            let raw = conf(json!({"vlan": 200}));
+            if locked {
+                let refused = add("ctr-raw", &raw)?;
+                ensure!(refused.error_code() == Some(7), "raw vlan on a pool that requires profiles: {refused:?}");
+                ensure!(
+                    refused.stdout.contains("network definition key vlan")
+                        && refused.stdout.contains("vfnet.dev/locked"),
+                    "the error names the key and the pool: {}",
+                    refused.stdout
+                );
+                ensure!(snapshot(&pf_name, vf.index, &vf.pci)? == before, "the refused ADD touched VF {}", vf.pci);
+                let other = add("ctr-other", &conf(json!({"profile": "tenant-b"})))?;
+                ensure!(other.error_code() == Some(114), "a profile the pool does not allow: {other:?}");
+                ensure!(snapshot(&pf_name, vf.index, &vf.pci)? == before, "the refused ADD touched VF {}", vf.pci);
+                let own = conf(json!({"profile": "tenant-a"}));
+                add("ctr-a", &own)?.ok()?;
+                let during = snapshot(&pf_name, vf.index, &vf.pci)?;
+                ensure!(during.pf_side.vlan == 120, "the pool's profile sets VLAN 120: {during:?}");
+                say(format_args!(
+                    "pool locked: raw vlan refused ({}), tenant-b refused (114), tenant-a on VLAN {}",
+                    refused.stdout, during.pf_side.vlan
+                ));
+                Invocation::vfnet("DEL", "ctr-a", Some(pod.path()), "net1").run(&own)?.ok()?;
+            } else {
+                add("ctr-raw", &raw)?.ok()?;
+                let during = snapshot(&pf_name, vf.index, &vf.pci)?;
+                ensure!(during.pf_side.vlan == 200, "drop-in: the definition's VLAN 200 applies: {during:?}");
+                say(format_args!("pool open: raw vlan 200 applied, as sriov-cni would"));
+                Invocation::vfnet("DEL", "ctr-raw", Some(pod.path()), "net1").run(&raw)?.ok()?;
+            }
+            p.daemon.shutdown().await;
+            Ok::<_, anyhow::Error>(())
+        })?;
+        let after = snapshot(&pf_name, vf.index, &vf.pci)?;
+        ensure!(after.pf_side == before.pf_side, "DEL restored the PF side: {after:?} vs {before:?}");
+        Ok(())
+    };
+    attach(true)?;
+    attach(false)?;
     igb_pf_with_vfs(4).map(drop)
 }

@@ -137,7 +137,7 @@ impl Scratch {
     }
 
     /// The vfnet commands that succeeded, in order, with the container ID the runtime gave each
-    /// (from the log's `vfnet{cmd=… container=… ifname=…}: done` lines).
+    /// (from the log's `vfnet{cmd=… container=… ifname=…}: done total_ms=… steps=…` lines).
     fn vfnet_runs(&self) -> Vec<(String, String)> {
         let field = |line: &str, key: &str| {
             let rest = line.split_once(&format!("{key}="))?.1;
@@ -146,7 +146,7 @@ impl Scratch {
         };
         self.vfnet_log()
             .lines()
-            .filter(|l| l.trim_end().ends_with(": done"))
+            .filter(|l| l.contains("}: done total_ms="))
             .filter_map(|l| Some((field(l, "cmd")?, field(l, "container")?)))
             .collect()
     }

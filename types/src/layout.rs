@@ -11,6 +11,7 @@
 //!   cluster-pools.json             the device plugin's cache of the pools it serves
 //! /var/lib/vfnet/                  StateDir (survives the plugin, not meant for tmpfs wipes)
 //!   vfs/<pci>.json                 the CNI's write-ahead journal of each attached VF
+//! /etc/vfnet/node.json             NODE_CONFIG: the CNI's node configuration (root-owned)
 //! ```
 //!
 //! Each directory is a type with one default, so a path is spelled once here and nowhere else.
@@ -23,6 +24,22 @@ use crate::PciAddress;
 pub const DEFAULT_RUN_DIR: &str = "/run/vfnet";
 /// The default [`StateDir`].
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/vfnet";
+/// The CNI plugin's node configuration: the admin's settings of the plugin on this node (its
+/// directories, log file, PodResources socket and policy), fixed at build time so that nothing a
+/// network definition says can point the root plugin elsewhere. Written by the DaemonSet.
+pub const NODE_CONFIG: &str = "/etc/vfnet/node.json";
+
+/// Multus's device-info directory (the device-info spec's): CNI plugins write under `cni/`,
+/// device plugins under `dp/`.
+macro_rules! devinfo_dir {
+    () => {
+        "/var/run/k8s.cni.cncf.io/devinfo"
+    };
+}
+/// Multus's device-info directory; the CNI plugin writes device-info files only below it.
+pub const DEVINFO_DIR: &str = devinfo_dir!();
+/// Where device plugins put their device-info files (the node daemon's default).
+pub const DEVINFO_DEVICE_PLUGIN_DIR: &str = concat!(devinfo_dir!(), "/dp");
 
 macro_rules! dir_type {
     ($t:ident) => {

@@ -7,10 +7,13 @@
 //! - [`DeviceType`], [`USERSPACE_DRIVERS`]: how a pool hands out VFs, and which drivers mean
 //!   "userspace";
 //! - [`layout`]: where the device plugin and the CNI plugin meet on the node (run directory,
-//!   profile mirror, device records, locks, journals), with one default each.
+//!   profile mirror, device records, locks, journals), with one default each;
+//! - [`node_socket`] (`serde` feature): the protocol of the device plugin's node socket, where
+//!   the CNI plugin asks for a profile the node's files lack.
 //!
 //! The crate depends on nothing of the kernel, so the CRD types and `crdgen` build without it.
-//! Features: `serde` (string forms for files and JSON), `schemars` (the CRDs' schemas).
+//! Features: `serde` (string forms for files and JSON, the node socket's protocol), `schemars`
+//! (the CRDs' schemas).
 
 #[cfg(feature = "serde")]
 #[doc(hidden)]
@@ -42,6 +45,8 @@ pub mod device;
 pub mod layout;
 pub mod link;
 pub mod mac;
+#[cfg(feature = "serde")]
+pub mod node_socket;
 pub mod pci;
 pub mod range;
 pub mod vlan;

@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::{
-    cargo::{self, cargo_locked},
+    cargo::{self, Executable, cargo_locked},
     cmd::repo_root,
     setup::MUSL_TARGET,
 };
@@ -17,14 +17,20 @@ use crate::{
 /// The binaries the image ships.
 const BINARIES: [(&str, &str); 2] = [("vfnet-cni", "vfnet"), ("vfnet-device-plugin", "vfnet-device-plugin")];
 
-/// Builds, checks and runs the static binaries.
-pub(crate) fn check_static_binaries() -> Result<()> {
+/// Builds the static binaries (release, musl). `cargo xtask demo` runs these too, so its timings
+/// are the shipped binaries', and after `cargo xtask test` its build is already done.
+pub(crate) fn build_static_binaries() -> Result<Vec<Executable>> {
     let mut cmd = cargo_locked("build");
     cmd.args(["--release", "--target", MUSL_TARGET]);
     for (package, bin) in BINARIES {
         cmd.args(["-p", package, "--bin", bin]);
     }
-    let built = cargo::build(&mut cmd)?;
+    cargo::build(&mut cmd)
+}
+
+/// Builds, checks and runs the static binaries.
+pub(crate) fn check_static_binaries() -> Result<()> {
+    let built = build_static_binaries()?;
     for (_, bin) in BINARIES {
         let exe = built.iter().find(|e| e.target == bin).with_context(|| format!("cargo built no {bin}"))?;
         let kind = elf_kind(&exe.path)?;

@@ -31,7 +31,8 @@ commands:
                        clippy, host tests, then the VM tests
   crdgen               regenerate the CRD YAML (crds/ and manifests/crds/)
   manifests            check the CRD YAML is current and validate manifests/ offline
-  demo                 boot the VM and show the node model vfnet discovers
+  demo                 boot the VM: the node model vfnet discovers, then the whole flow narrated,
+                       with release binaries
   static-binaries      build the image's static (musl) binaries, check and run them
   bench [--host-only|--vm-only]
                        benchmarks: discovery over 1024 fixture VFs, the device plugin, and

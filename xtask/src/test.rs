@@ -1,12 +1,19 @@
-//! `cargo xtask test`: the project's single test command. In order, failing fast: vm-setup, fmt,
-//! CRD YAML freshness and offline manifest validation, clippy, the host tests (unit tests and the
-//! privileged veth tests; we run as root), then the end-to-end tests inside one emulated-igb VM.
+//! `cargo xtask test`: the project's single test command. In order, failing fast: the root check,
+//! vm-setup, fmt, CRD YAML freshness and offline manifest validation, clippy, the host tests, the
+//! privileged host tests, the static binaries, then the end-to-end tests inside one emulated-igb
+//! VM.
+//!
+//! Run as non-root it fails first, naming the privileged tests it could not run (rather than
+//! dying in vm-setup's apt-get without saying what went untested).
 //!
 //! The VM tests are the `#[ignore = "needs the emulated igb VM"]` tests of the `vfnet-e2e`
 //! package: a plain `cargo test` skips them on the host, and the VM runs exactly those
-//! (`--ignored`).
+//! (`--ignored`). Every other `#[ignore]`d test is a privileged host test ([`privileged`]), run
+//! on the host the same way.
 
-use std::{process::Command, time::Instant};
+mod privileged;
+
+use std::{path::PathBuf, process::Command, time::Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -19,6 +26,9 @@ use crate::{
 };
 
 const E2E_PACKAGE: &str = "vfnet-e2e";
+/// `cargo test` arguments of the host tests; the privileged phase builds with the same ones, so
+/// its build is the host tests' (cached), not a second one with other features.
+const HOST_TEST_ARGS: [&str; 2] = ["--workspace", "--all-features"];
 /// libtest arguments for the VM: only the ignored (VM) tests, one at a time because they share
 /// one NIC, and with their output shown even when they pass, for the `vfnet-vm:` lines.
 const VM_TEST_ARGS: &str = "--ignored --test-threads=1 --show-output";
@@ -53,6 +63,13 @@ pub(crate) fn cli(args: &[String]) -> Result<()> {
 }
 
 fn run_phases(scope: Scope, phases: &mut Phases) -> Result<()> {
+    let euid = privileged::effective_uid()?;
+    if euid != 0 {
+        return phases.run("root check", || {
+            let listing = (scope != Scope::VmOnly).then(privileged::list);
+            bail!("{}", privileged::not_root_message(euid, listing.as_ref()))
+        });
+    }
     // Every scope runs it first: once everything is in place it costs under a second, and it keeps
     // even `--host-only` from depending on packages someone installed by hand.
     let tools = phases.run("vm-setup", setup::ensure)?;
@@ -63,7 +80,8 @@ fn run_phases(scope: Scope, phases: &mut Phases) -> Result<()> {
         phases.run("clippy", || {
             run(cargo_locked("clippy").args(["--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]))
         })?;
-        phases.run("host tests", || run(cargo_locked("test").args(["--workspace", "--all-features"])))?;
+        phases.run("host tests", || run(cargo_locked("test").args(HOST_TEST_ARGS)))?;
+        phases.run("privileged tests", || privileged::run_all(&privileged::list()?))?;
         phases.run("static binaries", crate::image::check_static_binaries)?;
     }
     if scope != Scope::HostOnly {
@@ -81,28 +99,33 @@ struct VmTestStep {
     listed: usize,
 }
 
-/// Builds the binaries the VM drives (vfnet with its test-only fault injection, the device
-/// plugin) and copies them aside, so that a later build with other features cannot swap them
-/// under the VM. Returns their directory, passed to the guest as VFNET_BIN_DIR.
-pub(crate) fn build_binaries() -> Result<std::path::PathBuf> {
-    let bins: Vec<Executable> = cargo::build(cargo_locked("build").args([
+/// Builds the binaries the VM tests drive (vfnet with its test-only fault injection, the device
+/// plugin) and stages them (see [`stage_binaries`]). Returns their directory.
+fn build_binaries() -> Result<PathBuf> {
+    let bins = cargo::build(cargo_locked("build").args([
         "-p",
         "vfnet-cni",
         "-p",
         "vfnet-device-plugin",
         "--bins",
         "--all-features",
-    ]))?
-    .into_iter()
-    .filter(|exe| !exe.test)
-    .collect();
-    let bin_dir = crate::cmd::repo_root().join("target/vfnet-vm/bin");
+    ]))?;
+    stage_binaries(&bins, "bin")
+}
+
+/// Copies the built vfnet and device plugin into `target/vfnet-vm/<dir>`, so that a later build
+/// with other features cannot swap them under the VM. Returns the directory, passed to the guest
+/// as VFNET_BIN_DIR.
+pub(crate) fn stage_binaries(built: &[Executable], dir: &str) -> Result<PathBuf> {
+    let bin_dir = crate::cmd::repo_root().join("target/vfnet-vm").join(dir);
     let _ = std::fs::remove_dir_all(&bin_dir);
     std::fs::create_dir_all(&bin_dir)?;
-    for exe in &bins {
+    for exe in built.iter().filter(|exe| !exe.test) {
         std::fs::copy(&exe.path, bin_dir.join(&exe.target)).with_context(|| format!("copy {}", exe.path.display()))?;
     }
-    anyhow::ensure!(bin_dir.join("vfnet").exists(), "cargo built no vfnet binary");
+    for bin in ["vfnet", "vfnet-device-plugin"] {
+        anyhow::ensure!(bin_dir.join(bin).exists(), "cargo built no {bin} binary");
+    }
     Ok(bin_dir)
 }
 
@@ -144,12 +167,22 @@ fn build_vm_tests() -> Result<Vec<VmTestStep>> {
     Ok(steps)
 }
 
-/// How many ignored tests `exe` has, from libtest's terse listing (`name: test` lines).
+/// How many ignored tests `exe` has.
 fn count_ignored(exe: &Executable) -> Result<usize> {
+    Ok(ignored_tests(exe)?.len())
+}
+
+/// The names of `exe`'s ignored tests, from libtest's terse listing (`name: test` lines).
+fn ignored_tests(exe: &Executable) -> Result<Vec<String>> {
     let listing = stdout_of(
         Command::new(&exe.path).args(["--list", "--ignored", "--format", "terse"]).current_dir(&exe.package_dir),
     )?;
-    Ok(listing.lines().filter(|line| line.ends_with(": test")).count())
+    Ok(terse_tests(&listing))
+}
+
+/// The test names in a terse libtest listing (`name: test`; benchmarks are `name: bench`).
+fn terse_tests(listing: &str) -> Vec<String> {
+    listing.lines().filter_map(|line| line.strip_suffix(": test")).map(str::to_owned).collect()
 }
 
 fn run_vm_tests(tools: &VmTools, steps: &[VmTestStep]) -> Result<()> {
@@ -256,7 +289,7 @@ impl Phases {
         println!("==> summary");
         for (name, seconds, passed) in &self.done {
             let status = if *passed { "ok" } else { "FAILED" };
-            println!("    {status:<7} {name:<15} {seconds:>7.1} s");
+            println!("    {status:<7} {name:<16} {seconds:>7.1} s");
         }
         let total: f64 = self.done.iter().map(|(_, seconds, _)| seconds).sum();
         let verdict = if ok { "all passed" } else { "FAILED" };
@@ -280,6 +313,13 @@ successes:
 vfnet-vm: PF 0000:00:0a.0 totalvfs 7
 test result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out
 ";
+
+    #[test]
+    fn reads_test_names_from_a_terse_listing() {
+        let listing = "add_check_del: test\nmodule::macvtap: test\ndiscovery_1024: bench\n\n";
+        assert_eq!(terse_tests(listing), ["add_check_del", "module::macvtap"]);
+        assert!(terse_tests("").is_empty());
+    }
 
     #[test]
     fn parses_libtest_outcomes() {

@@ -16,6 +16,7 @@ use crate::journal::{IpamState, Journal};
 use crate::lock::{LOCK_WAIT, lock_vf};
 use crate::policy;
 use crate::result::CniResult;
+use crate::timing;
 use crate::vf;
 
 /// Runs ADD and returns the result to print.
@@ -30,7 +31,8 @@ pub fn add<H: Host>(host: &H, ctx: &Ctx<'_>) -> Result<Value> {
     let profile = policy::load_profile(conf)?;
     let desired = policy::resolve(conf, profile.as_ref(), env.pod_namespace())?;
     let vf_pci = resolve_vf(conf, env)?;
-    policy::check_physical_network(profile.as_ref(), &conf.run_dir, &vf_pci)?;
+    policy::check_pool(conf, profile.as_ref(), &vf_pci)?;
+    timing::mark("profile");
     let sysfs_vf = host.sysfs().vf(&vf_pci)?;
     let pf_name = sysfs_vf.pf_netdev.clone().ok_or_else(|| {
         CniError::new(
@@ -62,6 +64,7 @@ pub fn add<H: Host>(host: &H, ctx: &Ctx<'_>) -> Result<Value> {
         }
         _ => {}
     }
+    timing::mark("sysfs");
     let pod = host.open_ns(&netns)?;
     let pod_links = host.links(&pod)?;
     if vnic != VnicType::Userspace && pod_links.link_by_name(&ifname).is_ok() {
@@ -71,12 +74,14 @@ pub fn add<H: Host>(host: &H, ctx: &Ctx<'_>) -> Result<Value> {
         ));
     }
     let mut ipam = match &conf.ipam_type {
-        Some(t) => Some(Ipam::new(t, &env.path, &ctx.ipam_config())?),
+        Some(t) => Some(Ipam::new(t, &env.path, &ctx.ipam_config(), conf.ipam_timeout)?),
         None => None,
     };
 
+    timing::mark("pod-ns");
     let _lock = lock_vf(&conf.run_dir, &vf_pci, LOCK_WAIT)?;
     reclaim_if_stale(host, ctx, &vf_pci, &container_id, &ifname)?;
+    timing::mark("lock");
 
     let host_links = host.links(&host.host_ns()?)?;
     let pf_index = host_links.link_by_name(&pf_name)?.index;
@@ -85,6 +90,7 @@ pub fn add<H: Host>(host: &H, ctx: &Ctx<'_>) -> Result<Value> {
         VnicType::Userspace => None,
         _ => Some(attach::host_netdev(host, &vf_pci)?),
     };
+    timing::mark("vf-state");
     let mut journal = Journal {
         container_id,
         ifname,
@@ -106,11 +112,12 @@ pub fn add<H: Host>(host: &H, ctx: &Ctx<'_>) -> Result<Value> {
         result: None,
     };
     journal.store(&conf.state_dir)?;
+    timing::mark("journal");
     tracing::debug!("journal written");
     fault::point("journaled");
     tracing::info!(vf = %vf_pci, pf = %journal.pf_name, index = journal.vf_index, vnic = ?vnic, "attaching VF");
 
-    let attached = attach_all(host, ctx, &mut journal, pf_index, &pod, netdev.map(|(l, _)| l.index), ipam.as_mut());
+    let attached = attach_all(host, ctx, &mut journal, pf_index, &pod, netdev.map(|(l, _)| l), ipam.as_mut());
     match attached {
         Ok(result) => {
             fault::point("complete");
@@ -174,7 +181,7 @@ fn attach_all<H: Host>(
     j: &mut Journal,
     pf_index: u32,
     pod: &H::Ns,
-    host_index: Option<u32>,
+    host_link: Option<sriov::netlink::Link>,
     ipam: Option<&mut Ipam>,
 ) -> Result<CniResult> {
     let conf = ctx.conf;
@@ -186,12 +193,13 @@ fn attach_all<H: Host>(
             fault::point("pf-partial");
         }
     })?;
+    timing::mark("pf-settings");
     tracing::debug!("PF-side settings applied");
     fault::point("pf-configured");
 
-    let pod_index = match (j.vnic_type, host_index) {
-        (VnicType::Direct, Some(index)) => Some(attach::move_into_pod(host, index, &j.vf, pod, j)?),
-        (VnicType::Macvtap, Some(index)) => Some(attach::macvtap_into_pod(host, index, pod, j, conf.macvtap_mode)?),
+    let pod_index = match (j.vnic_type, &host_link) {
+        (VnicType::Direct, Some(link)) => Some(attach::move_into_pod(host, link, &j.vf, pod, j)?),
+        (VnicType::Macvtap, Some(link)) => Some(attach::macvtap_into_pod(host, link.index, pod, j, conf.macvtap_mode)?),
         _ => None,
     };
     fault::point("netdev-configured");
@@ -206,6 +214,7 @@ fn attach_all<H: Host>(
     let mut result = CniResult::default();
     if let Some(ipam) = ipam {
         let out = ipam.add(ctx.env)?;
+        timing::mark("ipam");
         tracing::debug!("IPAM ADD done");
         j.ipam = Some(IpamState { plugin: ipam.plugin.clone(), config: ipam.config.clone() });
         fault::point("ipam-added");
@@ -231,7 +240,9 @@ fn attach_all<H: Host>(
             } else {
                 attach::configure_ips(host, pod, index, &j.ifname, &result)?;
             }
-            Some(host.links(pod)?.link_by_index(index)?)
+            let link = host.links(pod)?.link_by_index(index)?;
+            timing::mark("addresses+up");
+            Some(link)
         }
         None => None,
     };
@@ -250,6 +261,7 @@ fn attach_all<H: Host>(
     j.complete = true;
     j.result = Some(result.clone());
     j.store(&conf.state_dir)?;
+    timing::mark("journal-complete");
     Ok(result)
 }
 

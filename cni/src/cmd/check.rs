@@ -58,7 +58,7 @@ pub fn check<H: Host>(host: &H, ctx: &Ctx<'_>) -> Result<()> {
         if let Some(prev) = &ctx.conf.prev_result {
             config.insert("prevResult".into(), prev.clone());
         }
-        let mut plugin = crate::ipam::Ipam::new(&ipam.plugin, &ctx.env.path, &config)?;
+        let mut plugin = crate::ipam::Ipam::new(&ipam.plugin, &ctx.env.path, &config, ctx.conf.ipam_timeout)?;
         plugin.call(Command::Check, ctx.env)?;
     }
     Ok(())

@@ -34,7 +34,7 @@ pub fn gc<H: Host>(host: &H, ctx: &Ctx<'_>) -> Result<()> {
         }
     }
     if let Some(t) = &ctx.conf.ipam_type {
-        let ipam = Ipam::new(t, &ctx.env.path, &ctx.conf.raw)?;
+        let ipam = Ipam::new(t, &ctx.env.path, &ctx.conf.raw, ctx.conf.ipam_timeout)?;
         if ipam.speaks_1_1(ctx.env) {
             if let Err(e) = ipam.exec(Command::Gc, ctx.env) {
                 errors.push(e);

@@ -12,6 +12,7 @@ use crate::error::{CniError, Code, Result};
 use crate::host::Host;
 use crate::ipam::Ipam;
 use crate::journal::{IpamState, Journal};
+use crate::timing;
 use crate::vf;
 
 pub mod add;
@@ -48,12 +49,7 @@ pub fn resolve_vf(conf: &NetConf, env: &Env) -> Result<PciAddress> {
         return Ok(vf);
     }
     match &conf.resource_name {
-        Some(resource) => crate::podresources::allocated_vf(
-            env,
-            resource,
-            &conf.state_dir,
-            conf.raw.get("podResourcesSocket").and_then(Value::as_str),
-        ),
+        Some(resource) => crate::podresources::allocated_vf(env, resource, &conf.state_dir, &conf.pod_resources_socket),
         None => Err(CniError::new(
             Code::InvalidConfig,
             "invalid deviceID: missing (set deviceID, or resourceName to look the VF up through kubelet's PodResources API)",
@@ -74,6 +70,7 @@ fn ipam_for(ctx: &Ctx<'_>, j: &Journal, ipam: &IpamState, command: Command) -> R
         plugin: ipam.plugin.clone(),
         path: crate::ipam::find_plugin(&ipam.plugin, &env.path)?,
         config: ipam.config.clone(),
+        timeout: ctx.conf.ipam_timeout,
     };
     plugin.call(command, &env)
 }
@@ -92,6 +89,7 @@ pub fn release<H: Host>(host: &H, ctx: &Ctx<'_>, j: &Journal) -> Vec<CniError> {
     {
         errors.push(e);
     }
+    timing::mark("ipam");
     match host.host_ns().and_then(|ns| host.links(&ns)) {
         Ok(links) => match links.link_by_name(&j.pf_name) {
             Ok(pf) => errors.extend(vf::restore(&links, pf.index, &j.pf_name, j.vf_index, &j.applied, &j.original)),
@@ -100,6 +98,7 @@ pub fn release<H: Host>(host: &H, ctx: &Ctx<'_>, j: &Journal) -> Vec<CniError> {
         Err(e) => errors.push(e),
     }
     tracing::debug!("PF-side settings restored");
+    timing::mark("pf-restore");
     errors.extend(attach::take_back(host, j));
     for e in &errors {
         tracing::warn!(vf = %j.vf, %e, "restore step failed");
@@ -111,11 +110,15 @@ pub fn release<H: Host>(host: &H, ctx: &Ctx<'_>, j: &Journal) -> Vec<CniError> {
 pub fn release_and_forget<H: Host>(host: &H, ctx: &Ctx<'_>, j: &Journal) -> Result<()> {
     let _lock = crate::lock::lock_vf(&ctx.conf.run_dir, &j.vf, crate::lock::LOCK_WAIT)?;
     // Re-read under the lock: another operation may have reclaimed the VF meanwhile.
-    match Journal::load(&ctx.conf.state_dir, &j.vf)? {
+    let current = Journal::load(&ctx.conf.state_dir, &j.vf)?;
+    timing::mark("lock+journal");
+    match current {
         Some(current) if current.is(&j.container_id, &j.ifname) => {
             let errors = release(host, ctx, &current);
             if errors.is_empty() {
-                Journal::remove(&ctx.conf.state_dir, &j.vf)
+                let removed = Journal::remove(&ctx.conf.state_dir, &j.vf);
+                timing::mark("journal-remove");
+                removed
             } else {
                 let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 Err(CniError::new(
@@ -138,5 +141,5 @@ pub fn release_and_forget<H: Host>(host: &H, ctx: &Ctx<'_>, j: &Journal) -> Resu
 /// IPAM for a configuration without a journal (DEL of an attachment vfnet never recorded).
 pub fn ipam_without_journal(ctx: &Ctx<'_>, command: Command) -> Result<()> {
     let Some(plugin) = &ctx.conf.ipam_type else { return Ok(()) };
-    Ipam::new(plugin, &ctx.env.path, &ctx.conf.raw)?.call(command, ctx.env).map(|_| ())
+    Ipam::new(plugin, &ctx.env.path, &ctx.conf.raw, ctx.conf.ipam_timeout)?.call(command, ctx.env).map(|_| ())
 }

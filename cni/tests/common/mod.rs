@@ -1,9 +1,11 @@
-//! The test rig shared by the integration tests: a [`FakeHost`] (or another host), temporary
-//! state/run/profile/CNI_PATH directories, and [`Rig::exec`], which drives `vfnet_cni::run` as
-//! the runtime would and checks on every call that stdout holds nothing but the result or the
-//! error JSON.
+//! The test rig shared by the integration tests: a [`FakeHost`] (the plugin's host over
+//! `sriov::fake`, in [`host`]) or another host, temporary state/run/profile/CNI_PATH directories,
+//! and [`Rig::exec`], which drives `vfnet_cni::run` as the runtime would and checks on every call
+//! that stdout holds nothing but the result or the error JSON.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // helpers of tests
+
+pub(crate) mod host;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -11,10 +13,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use sriov::record::DeviceRecord;
-use vfnet_cni::fake::FakeHost;
 use vfnet_cni::host::Host;
 use vfnet_cni::journal::Journal;
 use vfnet_types::{DeviceType, PciAddress, ProfileDir, RunDir, StateDir};
+
+pub(crate) use self::host::FakeHost;
 
 /// The container id of the default attachment.
 pub(crate) const CTR: &str = "ctr-a";
@@ -206,8 +209,20 @@ impl<H: Host> Rig<H> {
         std::fs::write(self.profile_dir().profile(name), obj.to_string()).unwrap();
     }
 
-    /// Writes the device plugin's record of `vf`.
+    /// Writes the device plugin's record of `vf`, of a pool without profile rules.
     pub(crate) fn record(&self, vf: PciAddress, physical_network: Option<&str>) {
+        self.pool_record(vf, physical_network, false, None);
+    }
+
+    /// Writes the device plugin's record of `vf`, of pool `vfnet.dev/pool-a` with its
+    /// `requireProfile` and `allowedProfiles`.
+    pub(crate) fn pool_record(
+        &self,
+        vf: PciAddress,
+        physical_network: Option<&str>,
+        require_profile: bool,
+        allowed_profiles: Option<&[&str]>,
+    ) {
         DeviceRecord {
             pci: vf,
             resource_name: "vfnet.dev/pool-a".into(),
@@ -216,6 +231,8 @@ impl<H: Host> Rig<H> {
             pf: "0000:01:00.0".parse().unwrap(),
             pf_name: Some("pf0".into()),
             vf_index: 1,
+            require_profile,
+            allowed_profiles: allowed_profiles.map(|a| a.iter().map(|p| (*p).to_owned()).collect()),
         }
         .store(&self.run_dir())
         .unwrap();

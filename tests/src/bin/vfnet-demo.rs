@@ -12,18 +12,16 @@ use anyhow::{Context, Result, bail, ensure};
 use kubelet_api::deviceplugin::v1beta1::{
     AllocateRequest, ContainerAllocateRequest, ContainerPreferredAllocationRequest, Empty, PreferredAllocationRequest,
 };
-use kubelet_api::fake::FakeKubelet;
 use serde_json::{Value, json};
 use sriov::netlink::{LinkOps, Netlink};
 use sriov::sysfs::Pf;
-use vfnet_e2e::cni::{Invocation, bin_dir};
+use vfnet_e2e::cni::{Invocation, bin_dir, install_node_config};
 use vfnet_e2e::igb_pf_with_vfs;
 use vfnet_e2e::netns::NamedNetns;
-
-/// A stand-in Kubernetes API server speaking the real list/watch protocol over HTTP on
-/// 127.0.0.1: the same one the device plugin's cluster-mode tests use.
-#[path = "../../../device-plugin/tests/apiserver/mod.rs"]
-mod apiserver;
+use vfnet_testkit::kubelet::FakeKubelet;
+// A stand-in Kubernetes API server speaking the real list/watch protocol over HTTP on 127.0.0.1:
+// the same one the device plugin's cluster-mode tests use.
+use vfnet_testkit::apiserver;
 
 fn step(n: u32, what: &str) {
     println!("\n[{n}] {what}");
@@ -92,6 +90,9 @@ fn run() -> Result<()> {
     let (kubelet_dir, run_dir, state_dir) = (scratch.join("kubelet"), scratch.join("run"), scratch.join("state"));
     let plugins_dir = kubelet_dir.join("device-plugins");
     std::fs::create_dir_all(&plugins_dir)?;
+    // The node configuration, as the DaemonSet installs it: the plugin's directories are the
+    // admin's, and no network definition below names them (tenants write those).
+    install_node_config(&json!({"runDir": run_dir, "stateDir": state_dir}))?;
 
     step(1, "The node: an emulated Intel 82576 (igb) with 4 VFs on the real igbvf driver");
     let pf = igb_pf_with_vfs(4)?;
@@ -203,7 +204,7 @@ fn run() -> Result<()> {
             taken.push(vf.clone());
             let ns = NamedNetns::create(&format!("demo-{tenant}"))?;
             let conf = json!({"cniVersion": "1.1.0", "name": format!("{tenant}-net"), "type": "vfnet", "deviceID": value,
-                "profile": tenant, "runDir": run_dir, "stateDir": state_dir, "profileDir": profiles.path(),
+                "profile": tenant,
                 "ipam": {"type": "host-local", "subnet": ip_range, "dataDir": scratch.join("ipam")}});
             let mut add = Invocation::vfnet("ADD", &format!("ctr-{tenant}"), Some(ns.path()), "net1");
             add.args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={tenant};K8S_POD_NAME=web-0");
@@ -222,8 +223,7 @@ fn run() -> Result<()> {
         step(6, "A pod in tenant-b tries tenant-a's profile: refused");
         let intruder = NamedNetns::create("demo-intruder")?;
         let free = devices.iter().map(|d| d.id.clone()).find(|id| !taken.contains(id)).context("no free VF")?;
-        let conf = json!({"cniVersion": "1.1.0", "name": "intruder", "type": "vfnet", "deviceID": free, "profile": "tenant-a",
-            "runDir": run_dir, "stateDir": state_dir, "profileDir": profiles});
+        let conf = json!({"cniVersion": "1.1.0", "name": "intruder", "type": "vfnet", "deviceID": free, "profile": "tenant-a"});
         let mut add = Invocation::vfnet("ADD", "ctr-intruder", Some(intruder.path()), "net1");
         add.args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=tenant-b;K8S_POD_NAME=sneaky".into();
         let out = add.run(&conf)?;

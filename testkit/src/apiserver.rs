@@ -1,6 +1,6 @@
-//! An in-test Kubernetes API server: plain HTTP/1.1 on 127.0.0.1, one request per connection,
-//! speaking the real list/watch protocol for the collections the daemon uses (VfProfiles,
-//! VfPools, Nodes) and accepting Events (`events.k8s.io/v1`, create and patch).
+//! A stand-in Kubernetes API server for tests: plain HTTP/1.1 on 127.0.0.1, one request per
+//! connection, speaking the real list/watch protocol for the collections the daemon uses
+//! (VfProfiles, VfPools, Nodes) and accepting Events (`events.k8s.io/v1`, create and patch).
 //!
 //! - Objects carry `resourceVersion`s from one counter; every change is kept in a history, and a
 //!   watch from resource version R streams the changes after R (chunked, one JSON event per
@@ -16,8 +16,11 @@
 //! A real server on a real socket (rather than tower-test's mock service) lets the daemon run
 //! unchanged, from a kubeconfig file through kube's HTTP client, including the binary as a child
 //! process, and makes "the server goes away" an actual refused connection.
+//!
+//! Used by the device plugin's cluster tests and by the demo (`vfnet-demo`). Test support: a
+//! failure to bind or a malformed object handed to [`ApiServer::apply`] panics, failing the test.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // helpers of tests
+#![allow(clippy::unwrap_used)] // test support: a broken set-up fails the test
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,11 +35,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The VfProfile collection.
-pub(crate) const PROFILES: &str = "/apis/vfnet.dev/v1alpha1/vfprofiles";
+pub const PROFILES: &str = "/apis/vfnet.dev/v1alpha1/vfprofiles";
 /// The VfPool collection.
-pub(crate) const POOLS: &str = "/apis/vfnet.dev/v1alpha1/vfpools";
+pub const POOLS: &str = "/apis/vfnet.dev/v1alpha1/vfpools";
 /// The Node collection.
-pub(crate) const NODES: &str = "/api/v1/nodes";
+pub const NODES: &str = "/api/v1/nodes";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
 
 #[derive(Debug, Clone)]
@@ -62,6 +65,7 @@ struct State {
     events: Vec<Value>,
 }
 
+#[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
     /// Bumped on every change (and unfreeze): open watches look at the history again.
@@ -74,8 +78,9 @@ impl Shared {
     }
 }
 
-/// The server.
-pub(crate) struct ApiServer {
+/// The server. Dropping it does not stop it: call [`ApiServer::stop`], or let the runtime end.
+#[derive(Debug)]
+pub struct ApiServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     down: CancellationToken,
@@ -83,8 +88,8 @@ pub(crate) struct ApiServer {
 }
 
 impl ApiServer {
-    /// Serves on a free port of 127.0.0.1.
-    pub(crate) async fn start() -> Self {
+    /// Serves on a free port of 127.0.0.1. Needs a tokio runtime.
+    pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tick, _) = watch::channel(0);
@@ -115,12 +120,13 @@ impl ApiServer {
     }
 
     /// Where it listens.
-    pub(crate) fn addr(&self) -> SocketAddr {
+    pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Writes a kubeconfig for this server into `dir`.
-    pub(crate) fn kubeconfig(&self, dir: &Path) -> PathBuf {
+    /// Writes a kubeconfig for this server into `dir` (`<dir>/kubeconfig`, a bearer token user),
+    /// for kube's client as the daemon builds it.
+    pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
         let path = dir.join("kubeconfig");
         std::fs::write(
             &path,
@@ -136,7 +142,7 @@ impl ApiServer {
     }
 
     /// Goes away: the port closes and every connection drops.
-    pub(crate) async fn stop(&mut self) {
+    pub async fn stop(&mut self) {
         self.down.cancel();
         if let Some(l) = self.listener.take() {
             let _ = l.await;
@@ -144,14 +150,14 @@ impl ApiServer {
     }
 
     /// Comes back on the same port, with the same objects and history.
-    pub(crate) async fn restart(&mut self) {
+    pub async fn restart(&mut self) {
         let listener = TcpListener::bind(self.addr).await.unwrap();
         self.down = CancellationToken::new();
         self.serve(listener);
     }
 
     /// Creates or replaces `object` (by `metadata.name`) in `collection`.
-    pub(crate) fn apply(&self, collection: &str, mut object: Value) {
+    pub fn apply(&self, collection: &str, mut object: Value) {
         let mut s = self.shared.lock();
         s.rv += 1;
         let rv = s.rv;
@@ -172,7 +178,7 @@ impl ApiServer {
     }
 
     /// Deletes object `name` of `collection`.
-    pub(crate) fn delete(&self, collection: &str, name: &str) {
+    pub fn delete(&self, collection: &str, name: &str) {
         let mut s = self.shared.lock();
         s.rv += 1;
         let rv = s.rv;
@@ -184,25 +190,25 @@ impl ApiServer {
     }
 
     /// Holds changes back from open watches (until [`ApiServer::unfreeze`]).
-    pub(crate) fn freeze(&self) {
+    pub fn freeze(&self) {
         self.shared.lock().frozen = true;
     }
 
     /// Lets open watches see changes again.
-    pub(crate) fn unfreeze(&self) {
+    pub fn unfreeze(&self) {
         self.shared.lock().frozen = false;
         self.shared.tick.send_modify(|t| *t += 1);
     }
 
     /// Forgets the history: watches from before now get 410 Gone.
-    pub(crate) fn compact(&self) {
+    pub fn compact(&self) {
         let mut s = self.shared.lock();
         s.compacted = s.rv;
         s.history.clear();
     }
 
     /// Ends every open watch with an `ERROR` event carrying a 410 `Expired` Status.
-    pub(crate) fn expire_watches(&self) {
+    pub fn expire_watches(&self) {
         let mut s = self.shared.lock();
         s.expire = true;
         let kill = std::mem::take(&mut s.kill);
@@ -211,12 +217,12 @@ impl ApiServer {
     }
 
     /// The request lines received so far (`GET /apis/...?... HTTP/1.1`).
-    pub(crate) fn requests(&self) -> Vec<String> {
+    pub fn requests(&self) -> Vec<String> {
         self.shared.lock().requests.clone()
     }
 
     /// List requests (not watches) of `collection` so far.
-    pub(crate) fn lists(&self, collection: &str) -> usize {
+    pub fn lists(&self, collection: &str) -> usize {
         self.requests()
             .iter()
             .filter(|r| r.starts_with(&format!("GET {collection}?")) && !r.contains("watch=true"))
@@ -224,23 +230,23 @@ impl ApiServer {
     }
 
     /// The Events created or patched so far (request bodies).
-    pub(crate) fn events(&self) -> Vec<Value> {
+    pub fn events(&self) -> Vec<Value> {
         self.shared.lock().events.clone()
     }
 }
 
 /// A VfProfile object.
-pub(crate) fn profile(name: &str, spec: Value) -> Value {
+pub fn profile(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "vfnet.dev/v1alpha1", "kind": "VfProfile", "metadata": {"name": name}, "spec": spec})
 }
 
 /// A VfPool object.
-pub(crate) fn pool(name: &str, spec: Value) -> Value {
+pub fn pool(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "vfnet.dev/v1alpha1", "kind": "VfPool", "metadata": {"name": name}, "spec": spec})
 }
 
 /// A Node object with `labels`.
-pub(crate) fn node(name: &str, labels: Value) -> Value {
+pub fn node(name: &str, labels: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}})
 }
 

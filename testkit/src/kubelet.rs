@@ -1,7 +1,7 @@
-//! kubelet's side of the APIs, in-process, for tests: a [`FakeKubelet`] serving `Registration`
-//! on `<dir>/kubelet.sock` and recording each registration (then acting as kubelet towards the
-//! plugin through [`FakeKubelet::plugin`]), and a [`FakePodResources`] serving canned pod
-//! resources.
+//! kubelet's side of its gRPC APIs (`kubelet_api`), in-process, for tests: a [`FakeKubelet`]
+//! serving `Registration` on `<dir>/kubelet.sock` and recording each registration (then acting as
+//! kubelet towards the plugin through [`FakeKubelet::plugin`]), and a [`FakePodResources`] serving
+//! canned pod resources.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,13 +13,13 @@ use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status};
 
-use crate::deviceplugin::v1beta1::device_plugin_client::DevicePluginClient;
-use crate::deviceplugin::v1beta1::registration_server::{Registration, RegistrationServer};
-use crate::deviceplugin::v1beta1::{Empty, RegisterRequest};
-use crate::deviceplugin::{KUBELET_SOCKET, VERSION};
-use crate::podresources::v1;
-use crate::podresources::v1::pod_resources_lister_server::{PodResourcesLister, PodResourcesListerServer};
-use crate::uds::{self, UdsError};
+use kubelet_api::deviceplugin::v1beta1::device_plugin_client::DevicePluginClient;
+use kubelet_api::deviceplugin::v1beta1::registration_server::{Registration, RegistrationServer};
+use kubelet_api::deviceplugin::v1beta1::{Empty, RegisterRequest};
+use kubelet_api::deviceplugin::{KUBELET_SOCKET, VERSION};
+use kubelet_api::podresources::v1;
+use kubelet_api::podresources::v1::pod_resources_lister_server::{PodResourcesLister, PodResourcesListerServer};
+use kubelet_api::uds::{self, UdsError};
 
 #[derive(Debug, Clone)]
 struct Recorder {

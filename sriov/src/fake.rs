@@ -1,25 +1,27 @@
-//! A recording fake of the node, for testing the plugin without root ([`FakeHost`]).
+//! A recording fake of the node, for testing code built on [`LinkOps`] without root
+//! ([`FakeNode`]). It sits next to the trait it fakes; the CNI plugin's tests wrap it in their
+//! own `Host`.
 //!
-//! - **Sysfs** is a [`sriov::fixture`] tree: PFs with netdevs, VFs on igbvf (or vfio-pci).
+//! - **Sysfs** is a [`crate::fixture`] tree: PFs with netdevs, VFs on igbvf (or vfio-pci).
 //! - **The kernel** is an in-memory model: network namespaces (the host's, pod namespaces the
-//!   test registers at paths of its choosing, anonymous ones made by [`Host::temp_ns`] that die
-//!   with their last handle), links per namespace (index, name, altnames, MAC, MTU, state, the
-//!   PCI parent of physical netdevs, the kind and lower device of macvtaps), each PF's VF table,
-//!   addresses, routes, and the sysctls written. It follows the kernel's rules where the plugin
-//!   depends on them: a link that changes namespace goes down, loses its addresses and routes
-//!   and gets a new index; a name (or altname) already used in the target namespace refuses the
-//!   move or the rename with `EEXIST`; an up link cannot be renamed (`EBUSY`); only virtual links
-//!   can be deleted; a route needs its link up and its gateway on a local subnet; when a
-//!   namespace dies, its physical netdevs return to the host namespace (renamed `dev<index>` if
-//!   their name is taken there) and its virtual ones vanish. The kernel empties a dead namespace
-//!   asynchronously: [`FakeHost::defer_netns_cleanup`] models that (devices stay invisible until
-//!   [`FakeHost::settle`]).
+//!   test registers at paths of its choosing, anonymous ones made by [`FakeNode::temp_ns`] that
+//!   die with their last handle), links per namespace (index, name, altnames, MAC, MTU, state,
+//!   the PCI parent of physical netdevs, the kind and lower device of macvtaps), each PF's VF
+//!   table, addresses, routes, and the sysctls written. It follows the kernel's rules where the
+//!   CNI plugin depends on them: a link that changes namespace goes down, loses its addresses
+//!   and routes and gets a new index; a name (or altname) already used in the target namespace
+//!   refuses the move or the rename with `EEXIST`; an up link cannot be renamed (`EBUSY`); only
+//!   virtual links can be deleted; a route needs its link up and its gateway on a local subnet;
+//!   when a namespace dies, its physical netdevs return to the host namespace (renamed
+//!   `dev<index>` if their name is taken there) and its virtual ones vanish. The kernel empties a
+//!   dead namespace asynchronously: [`FakeNode::defer_netns_cleanup`] models that (devices stay
+//!   invisible until [`FakeNode::settle`]).
 //! - **Every call is recorded** as a readable line (`host: set_vf pf0 vf=1 vlan 100 qos 3 proto
-//!   802.1Q`, `host: set_netns pf0v1 -> tmp2`, `tmp2: rename pf0v1 -> net1`); [`FakeHost::changes`]
-//!   keeps the ones that change something, [`FakeHost::calls`] everything.
-//! - **Failures can be injected**: a driver that refuses a VF setting ([`FakeHost::refuse`], as
+//!   802.1Q`, `host: set_netns pf0v1 -> tmp2`, `tmp2: rename pf0v1 -> net1`);
+//!   [`FakeNode::changes`] keeps the ones that change something, [`FakeNode::calls`] everything.
+//! - **Failures can be injected**: a driver that refuses a VF setting ([`FakeNode::refuse`], as
 //!   igb refuses a VF link state with `EOPNOTSUPP`), the Nth call of an operation
-//!   ([`FakeHost::fail_nth`]), or every call of it ([`FakeHost::fail_always`]).
+//!   ([`FakeNode::fail_nth`]), or every call of it ([`FakeNode::fail_always`]).
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -29,14 +31,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use nix::errno::Errno;
-use sriov::fixture::{Fixture, FixtureBuilder, PfSpec};
-use sriov::netlink::{IpPrefix, Link, LinkOps, MacvtapMode, NetlinkError, Route, VfLinkState, VfSetting, VfState};
-use sriov::netns::NetnsError;
-use sriov::sysfs::Sysfs;
-use sriov::{MacAddr, PciAddress};
 
-use crate::error::{CniError, Code, Result};
-use crate::host::Host;
+use crate::fixture::{Fixture, FixtureBuilder, PfSpec};
+use crate::netlink::{IpPrefix, Link, LinkOps, MacvtapMode, NetlinkError, Route, VfLinkState, VfSetting, VfState};
+use crate::netns::NetnsError;
+use crate::sysfs::Sysfs;
+use crate::{MacAddr, PciAddress};
 
 const HOST: u32 = 0;
 const LO: u32 = 1;
@@ -275,7 +275,7 @@ impl Kernel {
     }
 
     /// The last reference went: physical devices go back to the host namespace (at once, or on
-    /// [`FakeHost::settle`] when cleanup is deferred), virtual ones are deleted.
+    /// [`FakeNode::settle`] when cleanup is deferred), virtual ones are deleted.
     fn destroy(&mut self, ns: u32) {
         let Some(space) = self.spaces.remove(&ns) else { return };
         self.paths.retain(|_, id| *id != ns);
@@ -391,10 +391,23 @@ impl Brief for NetnsError {
     }
 }
 
-impl Brief for CniError {
+impl Brief for SysctlError {
     fn brief(&self) -> String {
-        self.msg.clone()
+        self.to_string()
     }
+}
+
+/// A sysctl write that failed (an injected failure of `sysctl`), worded as a failed write of
+/// `/proc/sys/<key>` from inside the namespace.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {value} to /proc/sys/{key}: {}", errno.desc())]
+pub struct SysctlError {
+    /// The key, below `/proc/sys` (`net/ipv4/conf/net1/arp_notify`).
+    pub key: String,
+    /// The value written.
+    pub value: String,
+    /// The kernel's answer.
+    pub errno: Errno,
 }
 
 /// Runs one recorded call: describes it, counts it against injected failures, lets the change
@@ -963,16 +976,16 @@ impl LinkOps for FakeLinks {
 
 /// The fake node: a fixture sysfs and an in-memory kernel. See the module documentation.
 #[derive(Debug)]
-pub struct FakeHost {
+pub struct FakeNode {
     fixture: Fixture,
     sysfs: Sysfs,
     kernel: Arc<Mutex<Kernel>>,
 }
 
-/// The PCI address of the first PF of [`FakeHost::igb`].
+/// The PCI address of the first PF of [`FakeNode::igb`].
 pub const IGB_PF: PciAddress = PciAddress { domain: 0, bus: 1, device: 0, function: 0 };
 
-impl FakeHost {
+impl FakeNode {
     /// A node with one igb PF `pf0` at 0000:01:00.0 and `num_vfs` VFs on igbvf (0000:02:00.N,
     /// netdevs `pf0vN` with altname `enp2s0fN`).
     pub fn igb(num_vfs: u32) -> Self {
@@ -1106,7 +1119,7 @@ impl FakeHost {
         self.k().spaces.values().map(|s| s.label.clone()).collect()
     }
 
-    /// Makes dead namespaces keep their physical netdevs until [`FakeHost::settle`], as the
+    /// Makes dead namespaces keep their physical netdevs until [`FakeNode::settle`], as the
     /// kernel's asynchronous namespace cleanup does.
     pub fn defer_netns_cleanup(&self, on: bool) {
         self.k().defer_cleanup = on;
@@ -1188,7 +1201,7 @@ impl FakeHost {
         self.k().snapshot(None)
     }
 
-    /// [`FakeHost::snapshot`] of one namespace.
+    /// [`FakeNode::snapshot`] of one namespace.
     pub fn snapshot_of(&self, ns: &str) -> String {
         self.k().snapshot(Some(ns))
     }
@@ -1228,8 +1241,8 @@ impl FakeHost {
     }
 
     /// The `n`th call (1-based, counted from now) of `op` fails with `errno`. `op` is a
-    /// [`LinkOps`] method name (`set_vf`, `set_netns`, `rename`, ...) or a [`Host`] one
-    /// (`open_ns`, `temp_ns`, `sysctl`, `links_in`).
+    /// [`LinkOps`] method name (`set_vf`, `set_netns`, `rename`, ...) or a namespace-level one
+    /// of [`FakeNode`] (`open_ns`, `temp_ns`, `sysctl`, `links_in` for [`FakeNode::links`]).
     pub fn fail_nth(&self, op: &str, n: usize, errno: Errno) {
         self.k().failures.push(Failure { op: op.to_owned(), skip: n.saturating_sub(1), errno, persistent: false });
     }
@@ -1326,7 +1339,7 @@ impl FakeHost {
     }
 }
 
-/// The editable fields of a link, for [`FakeHost::tamper_link`].
+/// The editable fields of a link, for [`FakeNode::tamper_link`].
 #[derive(Debug, Clone)]
 pub struct TamperLink {
     /// Name.
@@ -1362,20 +1375,24 @@ fn vf_dev(k: &mut Kernel, spec: &PfSpec, p: u8, index: u32, name: String) -> Dev
     }
 }
 
-impl Host for FakeHost {
-    type Ns = FakeNs;
-    type Links = FakeLinks;
-
-    fn sysfs(&self) -> &Sysfs {
+/// The namespace-level operations, as a real node offers them (sysfs, `setns`-able handles,
+/// netlink sockets, `/proc/sys`), recorded and failure-injectable like every [`FakeLinks`] call.
+impl FakeNode {
+    /// Sysfs: the fixture tree.
+    pub fn sysfs(&self) -> &Sysfs {
         &self.sysfs
     }
 
-    fn host_ns(&self) -> Result<FakeNs> {
+    /// A handle on the host namespace (the one the code under test runs in). Not recorded.
+    pub fn host_ns(&self) -> FakeNs {
         let mut k = self.k();
-        Ok(FakeNs::new(&self.kernel, &mut k, HOST))
+        FakeNs::new(&self.kernel, &mut k, HOST)
     }
 
-    fn open_ns(&self, path: &Path) -> Result<FakeNs, NetnsError> {
+    /// Opens the namespace registered at `path` ([`FakeNode::add_netns`]), as
+    /// [`Netns::open`](crate::netns::Netns::open) does: [`NetnsError::Gone`] once the path is
+    /// deleted. An injected failure is [`NetnsError::Open`] with that errno.
+    pub fn open_ns(&self, path: &Path) -> Result<FakeNs, NetnsError> {
         let kernel = &self.kernel;
         traced(
             kernel,
@@ -1393,14 +1410,18 @@ impl Host for FakeHost {
         )
     }
 
-    fn temp_ns(&self) -> Result<FakeNs> {
+    /// Creates a private, unnamed namespace (`tmpN`), as
+    /// [`Netns::create_anonymous`](crate::netns::Netns::create_anonymous) does: it dies with its
+    /// last handle or netlink socket, and its physical netdevs then return to the host namespace.
+    /// An injected failure is [`NetnsError::Create`] (what a failed `unshare` gives).
+    pub fn temp_ns(&self) -> Result<FakeNs, NetnsError> {
         let kernel = &self.kernel;
         traced(
             kernel,
             "temp_ns",
             Kind::Change,
             |k| format!("temp_ns -> tmp{}", k.next_ns + 1),
-            |errno, _| CniError::from(NetnsError::Create(errno)),
+            |errno, _| NetnsError::Create(errno),
             |k| {
                 let id = k.new_space("tmp", 0);
                 Ok(FakeNs::new(kernel, k, id))
@@ -1408,27 +1429,29 @@ impl Host for FakeHost {
         )
     }
 
-    fn links(&self, ns: &FakeNs) -> Result<FakeLinks> {
+    /// Netlink bound to `ns` (recorded as `links_in`). Like a real socket, it keeps the
+    /// namespace alive. An injected failure is [`NetlinkError::Socket`] with that errno.
+    pub fn links(&self, ns: &FakeNs) -> Result<FakeLinks, NetlinkError> {
         let kernel = &self.kernel;
         traced(
             kernel,
             "links_in",
             Kind::Read,
             |k| format!("links_in {}", k.label(ns.id)),
-            |errno, _| CniError::new(Code::Kernel, format!("cannot open a netlink socket: {errno:?}")),
+            |errno, _| NetlinkError::Socket(io::Error::from_raw_os_error(errno as i32)),
             |k| Ok(FakeLinks { ns: FakeNs::new(kernel, k, ns.id) }),
         )
     }
 
-    fn sysctl(&self, ns: &FakeNs, key: &str, value: &str) -> Result<()> {
+    /// Writes `/proc/sys/<key>` as seen from inside `ns`: the write is kept, as
+    /// `<ns> <key>=<value>`, for [`FakeNode::sysctls`].
+    pub fn sysctl(&self, ns: &FakeNs, key: &str, value: &str) -> Result<(), SysctlError> {
         traced(
             &self.kernel,
             "sysctl",
             Kind::Change,
             |k| format!("{}: sysctl {key}={value}", k.label(ns.id)),
-            |errno, _| {
-                CniError::new(Code::Kernel, format!("cannot write {value} to /proc/sys/{key}: {}", errno.desc()))
-            },
+            |errno, _| SysctlError { key: key.to_owned(), value: value.to_owned(), errno },
             |k| {
                 let line = format!("{} {key}={value}", k.label(ns.id));
                 k.sysctls.push(line);
@@ -1444,9 +1467,9 @@ mod tests {
 
     #[test]
     fn moves_record_and_follow_the_kernel_rules() {
-        let fake = FakeHost::igb(2);
+        let fake = FakeNode::igb(2);
         let pod = fake.add_netns("/run/netns/pod");
-        let host = fake.host_ns().unwrap();
+        let host = fake.host_ns();
         let links = fake.links(&host).unwrap();
         let vf = links.link_by_pci(&fake.vf_pci(1)).unwrap();
         assert_eq!((vf.name.as_str(), vf.altnames.as_slice()), ("pf0v1", &["enp2s0f1".to_owned()][..]));
@@ -1476,9 +1499,9 @@ mod tests {
 
     #[test]
     fn temp_namespaces_die_with_their_last_handle_and_cleanup_can_lag() {
-        let fake = FakeHost::igb(1);
+        let fake = FakeNode::igb(1);
         fake.defer_netns_cleanup(true);
-        let host = fake.host_ns().unwrap();
+        let host = fake.host_ns();
         let links = fake.links(&host).unwrap();
         let vf = links.link_by_name("pf0v0").unwrap();
         links.set_up(vf.index, false).unwrap();
@@ -1495,10 +1518,10 @@ mod tests {
 
     #[test]
     fn injected_failures_fire_once_at_the_nth_call() {
-        let fake = FakeHost::igb(1);
+        let fake = FakeNode::igb(1);
         fake.fail_nth("set_mtu", 2, Errno::EIO);
         fake.refuse("link state", Errno::EOPNOTSUPP);
-        let host = fake.host_ns().unwrap();
+        let host = fake.host_ns();
         let links = fake.links(&host).unwrap();
         let vf = links.link_by_name("pf0v0").unwrap().index;
         links.set_mtu(vf, 1400).unwrap();
