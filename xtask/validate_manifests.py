@@ -39,7 +39,19 @@ HOST_PATHS = {
     "/var/lib/vfnet",
     "/opt/cni/bin",
     "/var/run/k8s.cni.cncf.io/devinfo",
+    "/etc/vfnet",
 }
+# The init container installs the binary and the node configuration from the ConfigMap.
+INSTALL_COMMAND = [
+    "/usr/bin/vfnet",
+    "install",
+    "/host/opt/cni/bin",
+    "--node-config",
+    "/etc/vfnet-config/node.json",
+    "/host/etc/vfnet/node.json",
+]
+# Network definition keys that name a host path or an endpoint: the node configuration's.
+NODE_KEYS = {"stateDir", "runDir", "profileDir", "logFile", "podResourcesSocket", "kubeconfig"}
 CRD_KINDS = {"VfPool", "VfProfile"}
 
 
@@ -147,7 +159,11 @@ def check_daemonset(ds, failures):
         (agent.get("image") == IMAGE and install.get("image") == IMAGE, f"images are not {IMAGE}"),
         (agent.get("command") == ["/usr/bin/vfnet-device-plugin"], "the agent's command"),
         ((agent.get("securityContext") or {}).get("privileged") is True, "the agent is not privileged"),
-        (install.get("command") == ["/usr/bin/vfnet", "install", "/host/opt/cni/bin"], "the install command"),
+        (install.get("command") == INSTALL_COMMAND, "the install command"),
+        (
+            any((v.get("configMap") or {}).get("name") == "vfnet-node-config" for v in pod.get("volumes", [])),
+            "the node configuration ConfigMap is not mounted",
+        ),
         (HOST_PATHS <= host_paths, f"missing host paths {sorted(HOST_PATHS - host_paths)}"),
         (
             env.get("NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName",
@@ -207,8 +223,16 @@ def check_rendered(root, kubectl, version, failures):
     objects = [o for o in yaml.safe_load_all(out.stdout) if o]
     kinds = sorted(o["kind"] for o in objects)
     expected = sorted(["Namespace", "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
-                       "ClusterRole", "ClusterRoleBinding", "DaemonSet"])
+                       "ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet"])
     failures.check(kinds == expected, "rendered kinds", f"{kinds}, expected {expected}")
+    for o in objects:
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "vfnet-node-config":
+            try:
+                node = json.loads(o["data"]["node.json"])
+                problem = "allows network overrides" if node.get("allowNetworkOverrides") else None
+            except (KeyError, TypeError, ValueError) as e:
+                problem = f"data.node.json is not JSON: {e}"
+            failures.check(problem is None, "the node configuration (multi-tenant: no overrides)", problem)
     cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
     for obj in objects:
         builtin(obj, "rendered", version, failures)
@@ -257,6 +281,10 @@ def check_examples(root, version, schemas, failures):
                     config = json.loads(obj["spec"]["config"])
                     if config.get("type") != "vfnet":
                         problems.append(f"config type {config.get('type')!r}, not vfnet")
+                    if NODE_KEYS & set(config):
+                        problems.append(f"sets node configuration keys {sorted(NODE_KEYS & set(config))}")
+                    if "profile" not in config:
+                        problems.append("names no profile (tenants write network definitions)")
                 except (KeyError, TypeError, ValueError) as e:
                     problems.append(f"spec.config is not a JSON string: {e}")
                 if problems:
@@ -265,7 +293,26 @@ def check_examples(root, version, schemas, failures):
                     failures.ok(f"{where}: {name_of(obj)} (shape; config parsed by cni/tests/manifests.rs)")
             else:
                 builtin(obj, where, version, failures)
+    check_tenancy(examples, failures)
     return examples
+
+
+def check_tenancy(examples, failures):
+    """The examples are the multi-tenant set-up: pools require profiles (each naming its
+    tenants' profiles), and no role the examples give tenants reaches vfnet's CRDs."""
+    for obj in examples:
+        spec = obj.get("spec") or {}
+        if obj.get("kind") == "VfPool":
+            if spec.get("requireProfile") is True and spec.get("allowedProfiles"):
+                failures.ok(f"{name_of(obj)}: requires profiles ({', '.join(spec['allowedProfiles'])})")
+            else:
+                failures.fail(name_of(obj), "does not set requireProfile and allowedProfiles")
+        if obj.get("kind") in ("Role", "ClusterRole"):
+            groups = {g for rule in obj.get("rules") or [] for g in rule.get("apiGroups") or []}
+            if groups & {"vfnet.dev", "*"}:
+                failures.fail(name_of(obj), f"grants tenants {sorted(groups & {'vfnet.dev', '*'})}")
+            else:
+                failures.ok(f"{name_of(obj)}: nothing on vfnet.dev")
 
 
 # (description, kind, change to an example's spec, a word the error must contain)

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use sriov::record::DeviceRecord;
 use vfnet_cni::host::Host;
 use vfnet_cni::journal::Journal;
+use vfnet_cni::node_config::NodeConfig;
 use vfnet_types::{DeviceType, PciAddress, ProfileDir, RunDir, StateDir};
 
 pub(crate) use self::host::FakeHost;
@@ -102,6 +103,22 @@ impl Rig<FakeHost> {
         self.host.vf_pci(index)
     }
 
+    /// Makes the node's configuration an admin's: the rig's directories, no network definition
+    /// overrides, `require_device_records` as given. Network definitions must then leave the
+    /// directories out ([`Rig::tenant_conf`]).
+    pub(crate) fn admin_node(&self, require_device_records: bool) -> NodeConfig {
+        let node = NodeConfig {
+            path: self.dir.path().join("node.json"),
+            state_dir: self.state_dir(),
+            run_dir: self.run_dir(),
+            profile_dir: Some(self.profile_dir()),
+            require_device_records,
+            ..NodeConfig::default()
+        };
+        self.host.set_node_config(node.clone());
+        node
+    }
+
     /// Registers another pod namespace; returns its path and label.
     pub(crate) fn new_pod(&self, name: &str) -> (PathBuf, String) {
         let path = self.dir.path().join("netns").join(name);
@@ -129,6 +146,13 @@ impl<H: Host> Rig<H> {
 
     pub(crate) fn profile_dir(&self) -> ProfileDir {
         ProfileDir::new(self.dir.path().join("profiles"))
+    }
+
+    /// A 1.1.0 configuration for VF `vf` as a tenant writes it (no directories), plus `extra`.
+    pub(crate) fn tenant_conf(&self, vf: PciAddress, extra: Value) -> Value {
+        let mut c = json!({"cniVersion": "1.1.0", "name": "net-a", "type": "vfnet", "deviceID": vf.to_string()});
+        merge(&mut c, extra);
+        c
     }
 
     /// The directory on `CNI_PATH` (before Debian's).
