@@ -5,8 +5,8 @@
 //! binary exec'd once per pod, free of a Kubernetes client, TLS and an async runtime. The
 //! protocol (one JSON request line, one JSON response line) is [`vfnet_types::node_socket`].
 //!
-//! - **Answers.** In cluster mode, from the watch's store if it holds the profile; else the
-//!   daemon GETs it from the API server (within [`API_GET_TIMEOUT`]) and mirrors what it got into
+//! - **Answers.** In cluster mode, from the watch's store if it holds the profile (or from the
+//!   file the watch mirrored while its store waits for a list to complete); else the daemon GETs it from the API server (within [`API_GET_TIMEOUT`]) and mirrors what it got into
 //!   the profile directory, as the watch would. In file-only mode there is no API server to ask,
 //!   and the answer says so.
 //! - **Access.** Mode 0600 (root): the socket is bound inside a fresh 0700 directory, chmod'ed,
@@ -90,6 +90,15 @@ impl Profiles for Cluster {
         if let Some(obj) = self.store.find(|p| p.metadata.name.as_deref() == Some(name)) {
             tracing::debug!(profile = %name, "node socket: VfProfile served from the watch");
             return Response::Profile(cluster::served_profile(&obj));
+        }
+        // During a (re-)list the watch mirrors each profile as it arrives, while its store
+        // publishes them only once the list is complete: a file the watch wrote meanwhile is the
+        // object as served, and saves a request.
+        let path = self.dir.profile(name);
+        let mirrored = tokio::task::spawn_blocking(move || std::fs::read(path).ok()).await.ok().flatten();
+        if let Some(value) = mirrored.and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok()) {
+            tracing::debug!(profile = %name, "node socket: VfProfile served from the watch's mirror file");
+            return Response::Profile(value);
         }
         let obj = match tokio::time::timeout(API_GET_TIMEOUT, self.api.get_opt(name)).await {
             Err(_) => {
