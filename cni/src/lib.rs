@@ -10,6 +10,9 @@
 //!
 //! [`run`] is the whole plugin: environment and stdin in, stdout text and exit status out.
 
+// A library crate: every public item says why it is there (`cargo xtask test` denies warnings).
+#![warn(missing_docs)]
+
 pub mod attach;
 pub mod cmd;
 pub mod config;

@@ -14,6 +14,9 @@
 //! [`crd`] renders the CustomResourceDefinitions; `cargo run -p vfnet-crds --bin crdgen` writes
 //! them to `crds/` and `manifests/crds/`, and `cargo xtask test` fails when those are stale.
 
+// A library crate: every public item says why it is there (`cargo xtask test` denies warnings).
+#![warn(missing_docs)]
+
 pub mod crd;
 pub mod pool;
 pub mod profile;

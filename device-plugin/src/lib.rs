@@ -15,6 +15,9 @@
 //!   mirrored yet;
 //! - [`daemon`]: all of it together; [`config`]: its settings.
 
+// A library crate: every public item says why it is there (`cargo xtask test` denies warnings).
+#![warn(missing_docs)]
+
 pub mod allocate;
 pub mod cluster;
 pub mod config;

@@ -10,6 +10,9 @@
 //!
 //! kubelet's side in-process, for tests, is `vfnet_testkit::kubelet`.
 
+// A library crate: every public item says why it is there (`cargo xtask test` denies warnings).
+#![warn(missing_docs)]
+
 /// kubelet's root directory as a literal, for the paths below it.
 macro_rules! kubelet_root {
     () => {

@@ -12,6 +12,9 @@
 //! The value types it speaks in ([`PciAddress`], [`MacAddr`], [`VfRange`], VLAN protocol, link
 //! state, device type) and the node-file layout live in `vfnet-types`.
 
+// A library crate: every public item says why it is there (`cargo xtask test` denies warnings).
+#![warn(missing_docs)]
+
 pub mod netlink;
 pub mod netns;
 pub mod persist;

