@@ -18,10 +18,13 @@ use crate::journal::{Journal, NetdevState};
 use crate::result::{CniResult, Interface};
 use crate::timing;
 
-/// The VF netdev as it is in the host namespace now.
-pub fn host_netdev<H: Host>(host: &H, vf: &PciAddress) -> Result<(Link, NetdevState)> {
+/// The VF netdev as it is in the host namespace now. `sysfs_name` is the netdev sysfs lists
+/// under the VF: asked for by name (one request), and taken if its PCI parent is the VF; else
+/// (renamed meanwhile, or sysfs lists none) every host link is dumped and searched by PCI address.
+pub fn host_netdev<H: Host>(host: &H, vf: &PciAddress, sysfs_name: Option<&str>) -> Result<(Link, NetdevState)> {
     let links = host.links(&host.host_ns()?)?;
-    let link = links.link_by_pci(vf).map_err(|_| {
+    let named = sysfs_name.and_then(|name| links.link_by_name(name).ok()).filter(|l| l.pci() == Some(*vf));
+    let link = named.map_or_else(|| links.link_by_pci(vf), Ok).map_err(|_| {
         CniError::new(
             Code::DeviceNotFound,
             format!("VF {vf} has no netdev in the host namespace (attached elsewhere, or bound to a driver without netdevs?)"),

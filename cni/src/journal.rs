@@ -91,9 +91,16 @@ impl Journal {
         Ok(persist::read_json(&state_dir.journal(vf))?)
     }
 
-    /// Writes it durably.
+    /// Writes it durably (before anything is touched: the restore state must survive a crash).
     pub fn store(&self, state_dir: &StateDir) -> Result<()> {
         Ok(persist::write_json(&state_dir.journal(&self.vf), self)?)
+    }
+
+    /// Rewrites a journal [`Journal::store`] wrote (ADD's completion): atomic, data durable, the
+    /// rename not forced to disk ([`persist::rewrite_json`]). Losing it to a power cut leaves the
+    /// first version, from which DEL restores all the same.
+    pub fn update(&self, state_dir: &StateDir) -> Result<()> {
+        Ok(persist::rewrite_json(&state_dir.journal(&self.vf), self)?)
     }
 
     /// Deletes the journal of `vf`.

@@ -42,6 +42,16 @@ pub fn replace_with(
     mode: u32,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> Result<(), PersistError> {
+    replace(path, mode, true, fill)
+}
+
+/// [`replace_with`], the directory fsync (the rename's durability) only if `sync_dir`.
+fn replace(
+    path: &Path,
+    mode: u32,
+    sync_dir: bool,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<(), PersistError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
@@ -50,7 +60,7 @@ pub fn replace_with(
         fill(&mut f)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if sync_dir { File::open(dir)?.sync_all() } else { Ok(()) }
     };
     write().map_err(|e| {
         let _ = fs::remove_file(&tmp);
@@ -66,6 +76,20 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), Per
         source: e.into(),
     })?;
     write_atomic(path, &bytes)
+}
+
+/// Rewrites an existing state file that [`write_json`] made durable, without the directory fsync:
+/// a reader sees the old content or the new (the rename is atomic), and after a power cut finds
+/// one of the two complete (the data is fsynced; only the rename may be lost). For updates whose
+/// loss on a power cut is harmless, such as a journal marked complete (a reboot ends the
+/// attachment anyway). Saves one of the write's two fsyncs.
+pub fn rewrite_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), PersistError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| PersistError {
+        op: "encode",
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
+    replace(path, 0o600, false, |f| f.write_all(&bytes))
 }
 
 /// Reads JSON from `path`; `Ok(None)` if the file does not exist.
@@ -117,6 +141,17 @@ mod tests {
         remove(&path).unwrap();
         remove(&path).unwrap();
         assert!(read_json::<serde_json::Value>(&path).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_rewrite_replaces_in_place_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vfs/j.json");
+        write_json(&path, &serde_json::json!({"complete": false})).unwrap();
+        rewrite_json(&path, &serde_json::json!({"complete": true})).unwrap();
+        let v: serde_json::Value = read_json(&path).unwrap().unwrap();
+        assert_eq!(v["complete"], true);
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1, "no temporary file left");
     }
 
     #[test]

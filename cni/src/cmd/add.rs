@@ -88,7 +88,7 @@ pub fn add<H: Host>(host: &H, ctx: &Ctx<'_>) -> Result<Value> {
     let original = vf::state(&host_links, pf_index, &pf_name, sysfs_vf.index)?;
     let netdev = match vnic {
         VnicType::Userspace => None,
-        _ => Some(attach::host_netdev(host, &vf_pci)?),
+        _ => Some(attach::host_netdev(host, &vf_pci, sysfs_vf.netdev.as_deref())?),
     };
     timing::mark("vf-state");
     let mut journal = Journal {
@@ -260,7 +260,7 @@ fn attach_all<H: Host>(
     }
     j.complete = true;
     j.result = Some(result.clone());
-    j.store(&conf.state_dir)?;
+    j.update(&conf.state_dir)?;
     timing::mark("journal-complete");
     Ok(result)
 }
