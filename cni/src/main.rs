@@ -56,9 +56,12 @@ fn main() {
     let mut stdin = Vec::new();
     // VERSION may come without stdin; an unreadable stdin is then simply empty.
     let _ = std::io::stdin().read_to_end(&mut stdin);
-    let outcome = vfnet_cni::run(&host(), |k| std::env::var(k).ok(), &stdin);
+    let host = host();
+    let outcome = vfnet_cni::run(&host, |k| std::env::var(k).ok(), &stdin);
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(outcome.stdout.as_bytes());
     let _ = out.flush();
+    // The answer is out: exit without tearing down the netlink sockets' runtimes one by one (the
+    // kernel closes them), so the runtime waiting on the plugin gets its answer sooner.
     std::process::exit(outcome.status);
 }

@@ -34,7 +34,12 @@ pub fn shows(s: &VfSetting, st: &VfState) -> bool {
 
 /// The PF's current view of VF `vf`.
 pub fn state<L: LinkOps>(links: &L, pf_index: u32, pf_name: &str, vf: u32) -> Result<VfState> {
-    links.vf_states(pf_index)?.into_iter().find(|s| s.index == vf).ok_or_else(|| {
+    of(links.vf_states(pf_index)?, pf_name, vf)
+}
+
+/// VF `vf`'s entry in `table`, the VF table of PF `pf_name`.
+pub fn of(table: Vec<VfState>, pf_name: &str, vf: u32) -> Result<VfState> {
+    table.into_iter().find(|s| s.index == vf).ok_or_else(|| {
         CniError::new(Code::DeviceNotFound, format!("PF {pf_name} does not list VF {vf} in its VF table"))
     })
 }

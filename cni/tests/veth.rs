@@ -185,14 +185,7 @@ impl LinkOps for VethLinks {
         }
         let mut s = self.shared();
         let st = s.vfs.iter_mut().find(|st| st.index == vf).unwrap();
-        match setting {
-            VfSetting::Mac(m) => st.mac = *m,
-            VfSetting::Vlan { vlan, qos, proto } => (st.vlan, st.qos, st.proto) = (*vlan, *qos, *proto),
-            VfSetting::SpoofChk(b) => st.spoofchk = *b,
-            VfSetting::Trust(b) => st.trust = *b,
-            VfSetting::Rate { min_mbps, max_mbps } => (st.min_tx_rate, st.max_tx_rate) = (*min_mbps, *max_mbps),
-            VfSetting::LinkState(l) => st.link_state = Some(*l),
-        }
+        sriov::fake::apply_setting(st, setting);
         Ok(())
     }
 

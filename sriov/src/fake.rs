@@ -444,6 +444,19 @@ fn traced<T, E: Brief>(
     result
 }
 
+/// What a PF's VF table shows for `st` once its driver accepted `setting` (for fakes of the PF:
+/// this one, and the veth stand-ins of the CNI's privileged tests).
+pub fn apply_setting(st: &mut VfState, setting: &VfSetting) {
+    match setting {
+        VfSetting::Mac(m) => st.mac = *m,
+        VfSetting::Vlan { vlan, qos, proto } => (st.vlan, st.qos, st.proto) = (*vlan, *qos, *proto),
+        VfSetting::SpoofChk(b) => st.spoofchk = *b,
+        VfSetting::Trust(b) => st.trust = *b,
+        VfSetting::Rate { min_mbps, max_mbps } => (st.min_tx_rate, st.max_tx_rate) = (*min_mbps, *max_mbps),
+        VfSetting::LinkState(l) => st.link_state = Some(*l),
+    }
+}
+
 fn kernel_err(op: &'static str, target: String, errno: Errno) -> NetlinkError {
     NetlinkError::Kernel { op, target, errno }
 }
@@ -643,21 +656,7 @@ impl LinkOps for FakeLinks {
                 let Some(st) = pf.vfs.iter_mut().find(|s| s.index == vf) else {
                     return Err(refused(Errno::EINVAL, k, ns));
                 };
-                match setting {
-                    VfSetting::Mac(m) => st.mac = *m,
-                    VfSetting::Vlan { vlan, qos, proto } => {
-                        st.vlan = *vlan;
-                        st.qos = *qos;
-                        st.proto = *proto;
-                    }
-                    VfSetting::SpoofChk(b) => st.spoofchk = *b,
-                    VfSetting::Trust(b) => st.trust = *b,
-                    VfSetting::Rate { min_mbps, max_mbps } => {
-                        st.min_tx_rate = *min_mbps;
-                        st.max_tx_rate = *max_mbps;
-                    }
-                    VfSetting::LinkState(l) => st.link_state = Some(*l),
-                }
+                apply_setting(st, setting);
                 Ok(())
             },
         )
@@ -1271,14 +1270,7 @@ impl FakeNode {
         else {
             return;
         };
-        match setting {
-            VfSetting::Mac(m) => st.mac = *m,
-            VfSetting::Vlan { vlan, qos, proto } => (st.vlan, st.qos, st.proto) = (*vlan, *qos, *proto),
-            VfSetting::SpoofChk(b) => st.spoofchk = *b,
-            VfSetting::Trust(b) => st.trust = *b,
-            VfSetting::Rate { min_mbps, max_mbps } => (st.min_tx_rate, st.max_tx_rate) = (*min_mbps, *max_mbps),
-            VfSetting::LinkState(l) => st.link_state = Some(*l),
-        }
+        apply_setting(st, setting);
     }
 
     /// Edits link `name` in namespace `ns` directly.

@@ -423,6 +423,13 @@ pub trait LinkOps {
     fn links(&self) -> Result<Vec<Link>>;
     /// The PF's VF table (`IFLA_VFINFO_LIST`, asked for with `RTEXT_FILTER_VF`).
     fn vf_states(&self, pf_index: u32) -> Result<Vec<VfState>>;
+    /// The PF named `pf`, with its VF table in [`Link::vfs`]. The real kernel answers both in one
+    /// request (by name, with `RTEXT_FILTER_VF`); the default asks twice.
+    fn pf_with_vfs(&self, pf: &str) -> Result<Link> {
+        let mut link = self.link_by_name(pf)?;
+        link.vfs = self.vf_states(link.index)?;
+        Ok(link)
+    }
     /// Applies one VF setting through the PF.
     fn set_vf(&self, pf_index: u32, vf: u32, setting: &VfSetting) -> Result<()>;
     /// Moves a link into the namespace `ns`.
@@ -591,6 +598,16 @@ impl LinkOps for Netlink {
             .block(self.handle.link().get().execute().try_collect())
             .map_err(|e| kernel("dump links", "all links", e))?;
         Ok(msgs.into_iter().map(Link::from_nl).collect())
+    }
+
+    fn pf_with_vfs(&self, pf: &str) -> Result<Link> {
+        let req = self
+            .handle
+            .link()
+            .get()
+            .match_name(pf.to_owned())
+            .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::Vf]);
+        self.get_link("get VF info", pf.to_owned(), req)
     }
 
     fn vf_states(&self, pf_index: u32) -> Result<Vec<VfState>> {

@@ -50,7 +50,7 @@ pub(crate) fn cli(args: &[String]) -> Result<()> {
         let steps = vec![Step {
             name: "cni-bench".into(),
             command: format!(
-                "{} --vfnet {} --iterations 15 --trace",
+                "{} --vfnet {} --iterations 21 --trace",
                 shell_quote(&bench.path.to_string_lossy()),
                 shell_quote(&vfnet.path.to_string_lossy())
             ),

@@ -84,8 +84,10 @@ pub fn add<H: Host>(host: &H, ctx: &Ctx<'_>) -> Result<Value> {
     timing::mark("lock");
 
     let host_links = host.links(&host.host_ns()?)?;
-    let pf_index = host_links.link_by_name(&pf_name)?.index;
-    let original = vf::state(&host_links, pf_index, &pf_name, sysfs_vf.index)?;
+    // The PF and its VF table in one request.
+    let pf = host_links.pf_with_vfs(&pf_name)?;
+    let pf_index = pf.index;
+    let original = vf::of(pf.vfs, &pf_name, sysfs_vf.index)?;
     let netdev = match vnic {
         VnicType::Userspace => None,
         _ => Some(attach::host_netdev(host, &vf_pci, sysfs_vf.netdev.as_deref())?),
