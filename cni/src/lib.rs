@@ -1,12 +1,15 @@
 //! The vfnet CNI plugin: attaches SR-IOV VFs to pods.
 //!
+//! - [`node_config`]: the admin's node configuration (`/etc/vfnet/node.json`): the plugin's
+//!   directories and policy, which network definitions (written by tenants) cannot change;
 //! - [`config`]: the network configuration (every sriov-cni key, plus vfnet's);
-//! - [`policy`]: VfProfile governance; [`node_socket`]: asking the node daemon for a profile
-//!   missing from `profileDir`;
+//! - [`policy`]: VfProfile and pool governance; [`node_socket`]: asking the node daemon for a
+//!   profile missing from `profileDir`;
 //! - [`journal`]: write-ahead restore state, one file per VF;
 //! - [`cmd`]: ADD, DEL, CHECK, GC, STATUS; [`attach`] and [`vf`] do the netdev and PF-side work
 //!   through the [`host::Host`] seam;
 //! - [`result`], [`error`], [`version`]: the spec's wire formats.
+//! - [`timing`]: where an invocation's time goes, step by step, in its `done` log line.
 //!
 //! [`run`] is the whole plugin: environment and stdin in, stdout text and exit status out.
 
