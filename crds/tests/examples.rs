@@ -115,3 +115,28 @@ fn broken_example_profiles_are_refused() {
         assert!(profile.spec.validate().is_err(), "{name}: validate() accepts it");
     }
 }
+
+/// `allowedProfiles` without `requireProfile` would let a definition skip the profile the list is
+/// meant to govern: the CRD's CEL rule refuses it, as the node-side check does.
+#[test]
+fn allowed_profiles_need_require_profile() {
+    let (_, base) = of_kind("VfPool").into_iter().next().expect("a pool");
+    cel("VfPool", &base).expect("the example requires profiles");
+    for require in [Value::Null, Value::Bool(false)] {
+        let mut doc = base.clone();
+        match &require {
+            Value::Null => drop(doc["spec"].as_object_mut().and_then(|s| s.remove("requireProfile"))),
+            v => doc["spec"]["requireProfile"] = v.clone(),
+        }
+        let e = cel("VfPool", &doc).expect_err("allowedProfiles without requireProfile");
+        assert!(e.contains("allowedProfiles needs requireProfile: true"), "{require}: {e}");
+        let pool: PoolObject = serde_json::from_value(doc).expect("still a pool");
+        let e = pool.validate().expect_err("validate() accepts it").to_string();
+        assert!(e.contains("spec.allowedProfiles: needs requireProfile: true"), "{e}");
+    }
+    let mut open = base.clone();
+    let spec = open["spec"].as_object_mut().expect("a spec");
+    spec.remove("requireProfile");
+    spec.remove("allowedProfiles");
+    cel("VfPool", &open).expect("a pool without either is the single-tenant drop-in");
+}
