@@ -11,6 +11,7 @@ mod cargo;
 mod cmd;
 mod demo;
 mod image;
+mod k8s;
 mod manifests;
 mod setup;
 mod test;
@@ -37,6 +38,8 @@ commands:
   bench [--host-only|--vm-only]
                        benchmarks: discovery over 1024 fixture VFs, the device plugin, and
                        vfnet vs host-device CNI ADD/DEL/VERSION in the VM
+  k8s-components       build the real-node test bed's Kubernetes, etcd and containerd from their
+                       Go modules (pinned under k8s/), cached by version in target/vfnet-k8s/
 ";
 
 fn main() -> ExitCode {
@@ -63,6 +66,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         "crdgen" => manifests::crdgen_cli(rest),
         "manifests" => manifests::cli(rest),
         "static-binaries" => image::check_static_binaries(),
+        "k8s-components" => k8s::cli(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())
