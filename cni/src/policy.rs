@@ -77,7 +77,7 @@ impl Desired {
 
 /// How long the node daemon gets, in all, to serve a profile missing from `profileDir` (it
 /// gives the API server less, so its own answer arrives first).
-pub const API_TIMEOUT: Duration = Duration::from_secs(3);
+pub const DAEMON_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Loads the profile a configuration names, if any: from `profileDir`, else through the node
 /// daemon's socket (`<runDir>/daemon.sock`).
@@ -93,7 +93,7 @@ pub fn load_profile(conf: &NetConf) -> Result<Option<VfProfile>> {
     let not_found = |what: String| {
         CniError::new(Code::ProfileNotFound, format!("{missing}, and the node daemon ({}) {what}", socket.display()))
     };
-    match node_socket::ask_profile(&socket, name, API_TIMEOUT) {
+    match node_socket::ask_profile(&socket, name, DAEMON_TIMEOUT) {
         Ok(Response::Profile(object)) => check_served(object, name).map(Some),
         Ok(Response::NotFound) => Err(not_found(format!("says the API server has no VfProfile {name}"))),
         Ok(Response::Error(e)) => Err(not_found(format!("could not get it: {e}"))),

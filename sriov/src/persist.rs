@@ -68,13 +68,14 @@ fn replace(
     })
 }
 
+/// `value` as pretty JSON (state files are read by operators too); an error names `path`.
+fn encode<T: serde::Serialize>(path: &Path, value: &T) -> Result<Vec<u8>, PersistError> {
+    serde_json::to_vec_pretty(value).map_err(|e| PersistError { op: "encode", path: path.to_owned(), source: e.into() })
+}
+
 /// Serializes `value` as pretty JSON and writes it with [`write_atomic`].
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), PersistError> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| PersistError {
-        op: "encode",
-        path: path.to_owned(),
-        source: e.into(),
-    })?;
+    let bytes = encode(path, value)?;
     write_atomic(path, &bytes)
 }
 
@@ -84,11 +85,7 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), Per
 /// loss on a power cut is harmless, such as a journal marked complete (a reboot ends the
 /// attachment anyway). Saves one of the write's two fsyncs.
 pub fn rewrite_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), PersistError> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| PersistError {
-        op: "encode",
-        path: path.to_owned(),
-        source: e.into(),
-    })?;
+    let bytes = encode(path, value)?;
     replace(path, 0o600, false, |f| f.write_all(&bytes))
 }
 
