@@ -57,5 +57,6 @@ pub fn pf_index(nl: &Netlink, pf: &Pf) -> Result<u32> {
     Ok(nl.link_by_name(name)?.index)
 }
 
+pub mod cluster;
 pub mod cni;
 pub mod netns;

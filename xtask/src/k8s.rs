@@ -1,18 +1,29 @@
-//! `cargo xtask k8s-components`: the real Kubernetes components of the real-node test bed,
-//! built on this machine from their published Go modules (through the Go module proxy) by the
-//! pinned build modules under `k8s/`: our own `go.mod`/`go.sum` (the build list) and, for etcd, a
-//! `main` that calls etcd's. The versions live in those `go.mod` files alone.
+//! `cargo xtask k8s-components`: the real components of the real-node test bed, built on this
+//! machine from their published Go modules (through the Go module proxy) by the pinned build
+//! modules under `k8s/`: our own `go.mod`/`go.sum` (the build list) and, for etcd, a `main` that
+//! calls etcd's. The versions live in those `go.mod` files alone. The components: Kubernetes
+//! (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl), etcd,
+//! containerd (containerd, its runc shim, ctr), Multus' thin CNI plugin, and the two SR-IOV
+//! components vfnet is measured against: the SR-IOV network device plugin (sriovdp) and the SR-IOV
+//! CNI plugin (sriov).
 //!
 //! Each component's binaries go to `target/vfnet-k8s/<component>-<version>/` and are kept:
-//! a second run finds them and costs nothing (a rebuild from Go's warm cache takes about a
-//! second anyway). Measured cold on this project's 2-core machine: Kubernetes 1.37.2's four
-//! binaries in about 7 minutes (2.8 GB peak RSS, about 0.5 GB of modules, 3.8 GB of build
-//! cache), etcd in 25 s, containerd in 48 s.
+//! a second run finds them and costs nothing (a rebuild from Go's warm cache takes seconds
+//! anyway). Measured cold on this project's 2-core machine:
+//! Kubernetes 1.37.2's first four binaries in about 7 minutes (2.8 GB peak RSS, about 0.5 GB of
+//! modules, 3.8 GB of build cache; kubectl added to that warm cache in under 30 s), etcd in 25 s,
+//! containerd in 48 s, Multus in 53 to 93 s as the machine's load went (0.7 GB peak RSS),
+//! sriovdp in 56 s, sriov-cni in 9 s (these three from an empty build cache, their modules
+//! downloaded). Every binary links dynamically against the host's libc: cgo is on, Go's default
+//! where a C compiler is.
 //!
 //! Kubernetes' own go.mod replaces its staging modules (`k8s.io/api`, ...) with local paths the
 //! proxy cannot serve, so ours replaces each staging module that upstream requires at `v0.0.0`
-//! with the release's `v0.<minor>.<patch>`. Not yet wired into `cargo xtask test`: the real-node
-//! suite that uses these binaries comes next.
+//! with the release's `v0.<minor>.<patch>`. The SR-IOV plugins are old: sriovdp is a 2022-11-27
+//! commit, with its upstream go.mod's `replace`s copied; sriov-cni is v2.1.0 (2019, CNI spec up
+//! to 0.3.1), the only release found on the proxy, under its first module path
+//! `github.com/intel/sriov-cni` and built against the CNI libraries of its time (see
+//! `k8s/sriov-cni/go.mod`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,8 +42,24 @@ struct Component {
     tags: &'static str,
     /// `-X` flags, `{v}` being the version.
     stamp: &'static [&'static str],
-    binaries: &'static [&'static str],
+    /// What `go build` makes, and how each says its version.
+    binaries: &'static [(&'static str, Ask)],
 }
+
+/// How a built binary is asked its version, so that a run shows each one starts and, where it
+/// can say, that it is the version we pinned (which catches a stamp that no longer takes).
+enum Ask {
+    /// These arguments print a line naming the version.
+    Args(&'static [&'static str]),
+    /// A CNI plugin with no version of its own to tell: `CNI_COMMAND=VERSION` gets the CNI spec
+    /// versions it speaks.
+    Cni,
+    /// It has no way to say (sriovdp): it only has to exist.
+    Nothing,
+}
+
+/// What most binaries answer, the containerd shim included.
+const VERSION: Ask = Ask::Args(&["--version"]);
 
 const COMPONENTS: &[Component] = &[
     Component {
@@ -44,11 +71,18 @@ const COMPONENTS: &[Component] = &[
             "k8s.io/kubernetes/cmd/kube-controller-manager",
             "k8s.io/kubernetes/cmd/kube-scheduler",
             "k8s.io/kubernetes/cmd/kubelet",
+            "k8s.io/kubernetes/cmd/kubectl",
         ],
         // Upstream's release tags.
         tags: "selinux,notest,grpcnotrace",
         stamp: &["k8s.io/component-base/version.gitVersion={v}"],
-        binaries: &["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet"],
+        binaries: &[
+            ("kube-apiserver", VERSION),
+            ("kube-controller-manager", VERSION),
+            ("kube-scheduler", VERSION),
+            ("kubelet", VERSION),
+            ("kubectl", Ask::Args(&["version", "--client"])),
+        ],
     },
     Component {
         name: "etcd",
@@ -57,7 +91,7 @@ const COMPONENTS: &[Component] = &[
         packages: &["."],
         tags: "",
         stamp: &[],
-        binaries: &["etcd"],
+        binaries: &[("etcd", VERSION)],
     },
     Component {
         name: "containerd",
@@ -70,7 +104,36 @@ const COMPONENTS: &[Component] = &[
         ],
         tags: "",
         stamp: &["github.com/containerd/containerd/v2/version.Version={v}"],
-        binaries: &["containerd", "containerd-shim-runc-v2", "ctr"],
+        binaries: &[("containerd", VERSION), ("containerd-shim-runc-v2", VERSION), ("ctr", VERSION)],
+    },
+    Component {
+        name: "multus",
+        dir: "multus",
+        module: "gopkg.in/k8snetworkplumbingwg/multus-cni.v4",
+        // The thin plugin, which delegates to the CNI plugins its configuration names.
+        packages: &["gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus"],
+        tags: "",
+        // As upstream's hack/build-go.sh stamps it.
+        stamp: &["gopkg.in/k8snetworkplumbingwg/multus-cni.v4/pkg/multus.version={v}"],
+        binaries: &[("multus", Ask::Args(&["-version"]))],
+    },
+    Component {
+        name: "sriovdp",
+        dir: "sriovdp",
+        module: "github.com/k8snetworkplumbingwg/sriov-network-device-plugin",
+        packages: &["github.com/k8snetworkplumbingwg/sriov-network-device-plugin/cmd/sriovdp"],
+        tags: "",
+        stamp: &[],
+        binaries: &[("sriovdp", Ask::Nothing)],
+    },
+    Component {
+        name: "sriov-cni",
+        dir: "sriov-cni",
+        module: "github.com/intel/sriov-cni",
+        packages: &["github.com/intel/sriov-cni/cmd/sriov"],
+        tags: "",
+        stamp: &[],
+        binaries: &[("sriov", Ask::Cni)],
     },
 ];
 
@@ -80,14 +143,44 @@ pub(crate) fn cli(args: &[String]) -> Result<()> {
         bail!("k8s-components takes no arguments, got `{arg}`");
     }
     for c in COMPONENTS {
-        let dir = build(c).with_context(|| format!("component {}", c.name))?;
-        // Each runs and says its version (the shim has no --version).
-        for b in c.binaries.iter().filter(|b| !b.ends_with("-shim-runc-v2")) {
-            let said = stdout_of(Command::new(dir.join(b)).arg("--version"))?;
-            println!("    {b}: {}", said.lines().next().unwrap_or_default());
+        let Built { dir, version, .. } = build(c).with_context(|| format!("component {}", c.name))?;
+        for (b, ask) in c.binaries {
+            let mut cmd = Command::new(dir.join(b));
+            let said = match ask {
+                Ask::Args(args) => {
+                    let said = stdout_of(cmd.args(*args))?;
+                    let plain = version.trim_start_matches('v');
+                    said.lines()
+                        .find(|l| l.contains(plain))
+                        .with_context(|| format!("`{b} {}` does not name {version}: {said}", args.join(" ")))?
+                        .trim()
+                        .to_owned()
+                }
+                Ask::Cni => format!("CNI {}", stdout_of(cmd.env("CNI_COMMAND", "VERSION"))?.trim()),
+                Ask::Nothing => "says no version".to_owned(),
+            };
+            println!("    {b}: {said}");
         }
     }
     Ok(())
+}
+
+/// A component built (or found built): where its binaries are, and the version they are.
+pub(crate) struct Built {
+    pub(crate) name: &'static str,
+    pub(crate) dir: PathBuf,
+    pub(crate) version: String,
+}
+
+/// Builds the components named `names` (or finds them built).
+pub(crate) fn ensure(names: &[&str]) -> Result<Vec<Built>> {
+    names
+        .iter()
+        .map(|n| {
+            let c = COMPONENTS.iter().find(|c| c.name == *n).with_context(|| format!("no component {n}"))?;
+            build(c).with_context(|| format!("component {n}"))
+        })
+        .collect()
 }
 
 /// The version of `c`'s module in its build module's build list.
@@ -100,14 +193,14 @@ fn version(c: &Component, module_dir: &Path) -> Result<String> {
     Ok(v.to_owned())
 }
 
-/// Builds `c` unless its binaries for this version are there; returns their directory.
-fn build(c: &Component) -> Result<PathBuf> {
+/// Builds `c` unless its binaries for this version are there.
+fn build(c: &Component) -> Result<Built> {
     let module_dir = repo_root().join("k8s").join(c.dir);
     let version = version(c, &module_dir)?;
     let out = repo_root().join("target/vfnet-k8s").join(format!("{}-{version}", c.name));
-    if c.binaries.iter().all(|b| out.join(b).is_file()) {
+    if c.binaries.iter().all(|(b, _)| out.join(b).is_file()) {
         println!("==> {} {version}: built already", c.name);
-        return Ok(out);
+        return Ok(Built { name: c.name, dir: out, version });
     }
     println!("==> building {} {version} from its Go modules", c.name);
     let tmp = out.with_file_name(format!("{}-{version}.partial", c.name));
@@ -123,12 +216,12 @@ fn build(c: &Component) -> Result<PathBuf> {
     }
     go.args(c.packages).current_dir(&module_dir).env("GOFLAGS", "-mod=readonly");
     run(&mut go)?;
-    for b in c.binaries {
+    for (b, _) in c.binaries {
         if !tmp.join(b).is_file() {
             bail!("go build made no {b} in {}", tmp.display());
         }
     }
     let _ = std::fs::remove_dir_all(&out);
     std::fs::rename(&tmp, &out).with_context(|| format!("cannot move {} to {}", tmp.display(), out.display()))?;
-    Ok(out)
+    Ok(Built { name: c.name, dir: out, version })
 }

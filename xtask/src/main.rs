@@ -8,11 +8,14 @@
 
 mod bench;
 mod cargo;
+mod cluster;
 mod cmd;
 mod demo;
 mod image;
+mod images;
 mod k8s;
 mod manifests;
+mod oci;
 mod setup;
 mod test;
 mod vm;
@@ -35,9 +38,15 @@ commands:
   demo                 boot the VM: the node model vfnet discovers, then the whole flow narrated,
                        with release binaries
   static-binaries      build the image's static (musl) binaries, check and run them
+  images               write the real-node test bed's images (vfnet:dev, vfnet-pause:1,
+                       vfnet-workload:1) as OCI archives for `ctr images import`, in
+                       target/vfnet-images/
   bench [--host-only|--vm-only]
                        benchmarks: discovery over 1024 fixture VFs, the device plugin, and
                        vfnet vs host-device CNI ADD/DEL/VERSION in the VM
+  cluster up|down      start the real Kubernetes test cluster (control plane on the host, the
+                       emulated-igb guest as its node) with vfnet installed, and leave it
+                       running for kubectl; or stop it
   k8s-components       build the real-node test bed's Kubernetes, etcd and containerd from their
                        Go modules (pinned under k8s/), cached by version in target/vfnet-k8s/
 ";
@@ -66,6 +75,8 @@ fn dispatch(args: &[String]) -> Result<()> {
         "crdgen" => manifests::crdgen_cli(rest),
         "manifests" => manifests::cli(rest),
         "static-binaries" => image::check_static_binaries(),
+        "images" => images::cli(rest),
+        "cluster" => cluster::cli(rest),
         "k8s-components" => k8s::cli(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");

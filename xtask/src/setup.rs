@@ -24,9 +24,10 @@ const BACKPORTS_FILE: &str = "/etc/apt/sources.list.d/vfnet-backports.sources";
 /// Packages taken from bookworm itself: depmod for the guest kernel's modules, the busybox
 /// virtme-ng builds its guest init from, the reference CNI plugins the tests compare against,
 /// musl for static binaries, iproute2 for setting the machine up by hand, and podman (which brings
-/// conmon, crun and containers-common) as the real CNI runtime of the VM tests.
+/// conmon, crun and containers-common) as the real CNI runtime of the VM tests; runc is the OCI
+/// runtime of the test cluster's containerd, and openssl makes that cluster's certificates.
 const PACKAGES: &[&str] =
-    &["kmod", "busybox-static", "containernetworking-plugins", "musl-tools", "iproute2", "podman"];
+    &["kmod", "busybox-static", "containernetworking-plugins", "musl-tools", "iproute2", "podman", "runc", "openssl"];
 const QEMU_PACKAGE: &str = "qemu-system-x86";
 /// The first QEMU release that emulates igb (the 82576 with SR-IOV); bookworm itself has 7.2.
 const QEMU_MIN_MAJOR: u32 = 8;

@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{
     cargo::{self, Executable, cargo, cargo_locked},
+    cluster,
     cmd::{run, shell_quote, stdout_of},
     manifests,
     setup::{self, VmTools},
@@ -92,7 +93,9 @@ fn run_phases(scope: Scope, phases: &mut Phases) -> Result<()> {
     }
     if scope != Scope::HostOnly {
         let steps = phases.run("build VM tests", build_vm_tests)?;
-        phases.run("VM tests", || run_vm_tests(&tools, &steps))?;
+        let (cluster_steps, vm_steps): (Vec<_>, Vec<_>) = steps.into_iter().partition(|s| s.cluster);
+        phases.run("VM tests", || run_vm_tests(&tools, &vm_steps))?;
+        phases.run("cluster tests", || run_cluster_tests(&tools, &cluster_steps))?;
     }
     Ok(())
 }
@@ -103,7 +106,12 @@ struct VmTestStep {
     step: Step,
     target: String,
     listed: usize,
+    /// A real-cluster test target (`cluster_*`): run on the cluster's node, not in the plain VM.
+    cluster: bool,
 }
+
+/// Test targets of the real-cluster suite start so.
+const CLUSTER_TARGET_PREFIX: &str = "cluster_";
 
 /// Builds the binaries the VM tests drive (vfnet with its test-only fault injection, the device
 /// plugin) and stages them (see [`stage_binaries`]). Returns their directory.
@@ -165,7 +173,8 @@ fn build_vm_tests() -> Result<Vec<VmTestStep>> {
         );
         println!("    {}: {listed} VM test(s)", exe.target);
         let narration = format!("VM tests of {}", exe.target);
-        steps.push(VmTestStep { step: Step { name, command, narration }, target: exe.target, listed });
+        let cluster = exe.target.starts_with(CLUSTER_TARGET_PREFIX);
+        steps.push(VmTestStep { step: Step { name, command, narration }, target: exe.target, listed, cluster });
     }
     if steps.is_empty() {
         bail!("{E2E_PACKAGE} has no VM tests (no #[ignore] test in any of its test executables)");
@@ -192,11 +201,64 @@ fn terse_tests(listing: &str) -> Vec<String> {
 }
 
 fn run_vm_tests(tools: &VmTools, steps: &[VmTestStep]) -> Result<()> {
+    if steps.is_empty() && filtered_out() {
+        return Ok(());
+    }
     let vm_steps: Vec<Step> = steps.iter().map(|s| s.step.clone()).collect();
     let results = Vm::new(tools, "test").run(&vm_steps)?;
+    judge(steps, &results)
+}
+
+/// The real-cluster suite: the control plane on the host, the node in the guest, the suite's
+/// test executables in the guest between the node's `up` and `down`.
+fn run_cluster_tests(tools: &VmTools, steps: &[VmTestStep]) -> Result<()> {
+    if steps.is_empty() && filtered_out() {
+        return Ok(());
+    }
+    if steps.is_empty() {
+        bail!(
+            "{E2E_PACKAGE} has no real-cluster tests (no `{CLUSTER_TARGET_PREFIX}*` test target with #[ignore] tests)"
+        );
+    }
+    let cluster = cluster::Cluster::start("test")?;
+    let vm = cluster.vm(tools, "cluster");
+    let script = cluster.node_script(vm.results())?;
+    let env = cluster.test_env(&script);
+    let middle: Vec<Step> = steps
+        .iter()
+        .map(|s| Step { command: format!("export {env} && {}", s.step.command), ..s.step.clone() })
+        .collect();
+    let results = vm.run(&cluster::node_steps(&script, middle))?;
+    let logs = ["kubelet", "containerd", "multus"].map(|l| vm.results().join(format!("{l}.log")));
+    if let Some(why) = cluster::node_up_failure(&results) {
+        bail!("{why}\n(node logs: {})", logs.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    let tests: Vec<StepResult> = results.into_iter().filter(|r| steps.iter().any(|s| s.step.name == r.name)).collect();
+    let judged = judge(steps, &tests);
+    if judged.is_err() {
+        for log in &logs {
+            println!("    --- last lines of {}:\n{}\n    ---", log.display(), cluster::tail_of(log, 25));
+        }
+    }
+    drop(cluster);
+    judged
+}
+
+/// Whether `VFNET_VM_ONLY` (a developer's filter) chose the test targets; says so, since the
+/// phase then runs nothing.
+fn filtered_out() -> bool {
+    let only = std::env::var("VFNET_VM_ONLY").ok();
+    if let Some(only) = &only {
+        println!("    nothing to run here: VFNET_VM_ONLY={only} selects no test target of this phase");
+    }
+    only.is_some()
+}
+
+/// Reports each step's tests; fails when any went wrong.
+fn judge(steps: &[VmTestStep], results: &[StepResult]) -> Result<()> {
     let mut failures = Vec::new();
     println!("==> VM test results");
-    for (step, result) in steps.iter().zip(&results) {
+    for (step, result) in steps.iter().zip(results) {
         if let Some(problem) = report_step(step, result) {
             println!(
                 "    --- {} ({}), last lines of its log:\n{}\n    ---",
@@ -347,6 +409,7 @@ test result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out
             step: Step { name: "t-1".into(), command: String::new(), narration: String::new() },
             target: "t".into(),
             listed,
+            cluster: false,
         }
     }
 

@@ -83,6 +83,9 @@ impl StepResult {
 pub(crate) struct Vm<'a> {
     tools: &'a VmTools,
     results: PathBuf,
+    memory: String,
+    /// QEMU options added after the igb NIC's (the cluster node's uplink).
+    qemu_extra: String,
 }
 
 impl<'a> Vm<'a> {
@@ -90,7 +93,24 @@ impl<'a> Vm<'a> {
     /// results can never pass for new ones.
     pub(crate) fn new(tools: &'a VmTools, label: &str) -> Self {
         let results = repo_root().join("target/vfnet-vm/runs").join(label);
-        Self { tools, results }
+        Self { tools, results, memory: "2G".into(), qemu_extra: String::new() }
+    }
+
+    /// The guest's memory (QEMU's syntax, `2G`).
+    pub(crate) fn memory(mut self, memory: &str) -> Self {
+        memory.clone_into(&mut self.memory);
+        self
+    }
+
+    /// More QEMU options, after the igb NIC's.
+    pub(crate) fn qemu_extra(mut self, options: &str) -> Self {
+        options.clone_into(&mut self.qemu_extra);
+        self
+    }
+
+    /// The host directory the guest writes its results into.
+    pub(crate) fn results(&self) -> &Path {
+        &self.results
     }
 
     /// Boots the VM, runs `steps` in order (all of them, whatever each returns) and collects
@@ -194,8 +214,11 @@ impl<'a> Vm<'a> {
             .arg("--disable-kvm")
             .arg("--run")
             .arg(&self.tools.kernel)
-            .args(["--memory", "2G", "--cpus", "2"])
-            .arg("--qemu-opts=-machine q35 -device intel-iommu -device igb,netdev=n0 -netdev user,id=n0")
+            .args(["--memory", &self.memory, "--cpus", "2"])
+            .arg(format!(
+                "--qemu-opts=-machine q35 -device intel-iommu -device igb,netdev=n0 -netdev user,id=n0 {}",
+                self.qemu_extra
+            ))
             .args(["--append", "intel_iommu=on"])
             .arg("--rwdir")
             .arg(&self.results)
