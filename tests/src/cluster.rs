@@ -121,17 +121,9 @@ fn install() -> Result<()> {
     for line in out.lines() {
         say(format_args!("  {line}"));
     }
-    kubectl(&[
-        "label",
-        "node",
-        &node_name()?,
-        "feature.node.kubernetes.io/network-sriov.capable=true",
-        "--overwrite",
-    ])?;
-    let rolled = kubectl_output(
-        &["-n", "vfnet-system", "rollout", "status", "daemonset/vfnet-node", "--timeout=300s"],
-        None,
-    )?;
+    kubectl(&["label", "node", &node_name()?, "feature.node.kubernetes.io/network-sriov.capable=true", "--overwrite"])?;
+    let rolled =
+        kubectl_output(&["-n", "vfnet-system", "rollout", "status", "daemonset/vfnet-node", "--timeout=300s"], None)?;
     if !rolled.status.success() {
         let pods = kubectl(&["-n", "vfnet-system", "get", "pods", "-o", "wide"]).unwrap_or_default();
         let events = kubectl(&["-n", "vfnet-system", "get", "events"]).unwrap_or_default();

@@ -51,6 +51,18 @@ pub fn igb_pf_with_vfs(n: u32) -> Result<Pf> {
     Ok(pf)
 }
 
+/// Rebinds VF `vf` to `driver` (`None`: its default, igbvf) through `driver_override` and the
+/// kernel's driver probe, as a node administrator does.
+pub fn rebind(vf: &sriov::PciAddress, driver: Option<&str>) -> Result<()> {
+    let dev = std::path::PathBuf::from(format!("/sys/bus/pci/devices/{vf}"));
+    std::fs::write(dev.join("driver_override"), driver.unwrap_or("\n")).context("driver_override")?;
+    if dev.join("driver").exists() {
+        std::fs::write(dev.join("driver/unbind"), vf.to_string()).context("unbind")?;
+    }
+    std::fs::write("/sys/bus/pci/drivers_probe", vf.to_string()).context("drivers_probe")?;
+    Ok(())
+}
+
 /// The PF's netlink index, through a host-namespace socket.
 pub fn pf_index(nl: &Netlink, pf: &Pf) -> Result<u32> {
     let name = pf.netdev.as_deref().context("the igb PF has no netdev")?;

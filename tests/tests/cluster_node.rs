@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 use sriov::PciAddress;
 use sriov::sysfs::Pf;
 use vfnet_e2e::cluster::{
-    apply, container_pid, daemon_pods, ensure_installed, environ, get_json, kubectl, kubectl_output,
-    node_name, node_resource, repo_root, wait_for,
+    apply, container_pid, daemon_pods, ensure_installed, environ, get_json, kubectl, kubectl_output, node_name,
+    node_resource, repo_root, wait_for,
 };
-use vfnet_e2e::{igb_pf, say};
+use vfnet_e2e::{igb_pf, rebind, say};
 
 const NET: &str = "vfnet.dev/sriov_net";
 const DPDK: &str = "vfnet.dev/sriov_dpdk";
@@ -102,6 +102,17 @@ fn setup() -> Result<Pf> {
     apply_objects(&example("namespaces.yaml")?)?;
     apply_objects(&profiles()?)?;
     apply_objects(&pools(&name)?)?;
+    // The daemon creates the pools' VFs; the node administrator binds the userspace pool's VFs
+    // to vfio-pci (vfnet, like the reference device plugin, leaves driver binding to the admin).
+    let pf = wait_for(&format!("{NUM_VFS} VFs on {name}"), Duration::from_secs(120), || {
+        let pf = igb_pf()?;
+        Ok((pf.vfs.len() == NUM_VFS as usize).then_some(pf))
+    })?;
+    for vf in pf.vfs.iter().filter(|v| (2..4).contains(&v.index)) {
+        if vf.driver.as_deref() != Some("vfio-pci") {
+            rebind(&vf.pci, Some("vfio-pci"))?;
+        }
+    }
     for (resource, want) in [(NET, NET_VFS), (DPDK, DPDK_VFS)] {
         wait_for(&format!("Node allocatable {resource} = {want}"), Duration::from_secs(120), || {
             Ok((node_resource("allocatable", resource)? == Some(want)
@@ -109,7 +120,7 @@ fn setup() -> Result<Pf> {
             .then_some(()))
         })?;
     }
-    Ok(igb_pf()?)
+    igb_pf()
 }
 
 fn pod(ns: &str, name: &str) -> Result<Value> {
@@ -243,7 +254,10 @@ fn a_install_registers_the_pools_and_the_crds_document_and_validate() -> Result<
     let out = kubectl_output(&["apply", "-f", "-"], Some(&bad.to_string()))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(!out.status.success(), "the API server accepted a VfProfile breaking a CEL rule");
-    ensure!(stderr.contains("a non-zero vlanQoS needs a non-zero vlan"), "refused without the rule's message: {stderr}");
+    ensure!(
+        stderr.contains("a non-zero vlanQoS needs a non-zero vlan"),
+        "refused without the rule's message: {stderr}"
+    );
     say(format_args!("the API server refused the VfProfile: {}", stderr.trim()));
     Ok(())
 }
@@ -311,8 +325,7 @@ fn c_limits_pending_past_the_pool_and_refused_outside_the_profile() -> Result<()
     setup()?;
     apply_objects(&example("networks.yaml")?)?;
     let names: Vec<String> = (0..=NET_VFS).map(|i| format!("fill-{i}")).collect();
-    let pods: Vec<Value> =
-        names.iter().map(|n| vf_pod("tenant-a", n, "tenant-a-direct")).collect::<Result<_>>()?;
+    let pods: Vec<Value> = names.iter().map(|n| vf_pod("tenant-a", n, "tenant-a-direct")).collect::<Result<_>>()?;
     apply_objects(&pods)?;
     for n in &names[..NET_VFS as usize] {
         wait_running("tenant-a", n)?;
@@ -320,7 +333,8 @@ fn c_limits_pending_past_the_pool_and_refused_outside_the_profile() -> Result<()
     let last = names.last().unwrap();
     let why = wait_for(&format!("{last} unschedulable"), Duration::from_secs(60), || {
         let p = pod("tenant-a", last)?;
-        let cond = p["status"]["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled")).cloned();
+        let cond =
+            p["status"]["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled")).cloned();
         Ok(cond.filter(|c| c["status"] == "False").map(|c| c["message"].as_str().unwrap_or_default().to_owned()))
     })?;
     ensure!(why.contains(&format!("Insufficient {NET}")), "{last} is Pending for another reason: {why}");

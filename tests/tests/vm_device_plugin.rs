@@ -16,7 +16,7 @@ use sriov::PciAddress;
 use tonic::Streaming;
 use tonic::transport::Channel;
 use vfnet_device_plugin::{Config, DaemonHandle};
-use vfnet_e2e::{VF_TIMEOUT, igb_pf, igb_pf_with_vfs, say, sysfs};
+use vfnet_e2e::{VF_TIMEOUT, igb_pf, igb_pf_with_vfs, rebind, say, sysfs};
 use vfnet_testkit::kubelet::FakeKubelet;
 
 /// The periodic rescan, far longer than any wait below.
@@ -220,16 +220,6 @@ fn pf_down_makes_its_vfs_unhealthy_and_up_healthy_again() -> Result<()> {
 
 /// Binds `vf` to `driver` (or back to its default driver with `None`) the way an admin does:
 /// driver_override, unbind, reprobe.
-fn rebind(vf: &PciAddress, driver: Option<&str>) -> Result<()> {
-    let dev = PathBuf::from(format!("/sys/bus/pci/devices/{vf}"));
-    fs::write(dev.join("driver_override"), driver.unwrap_or("\n")).context("driver_override")?;
-    if dev.join("driver").exists() {
-        fs::write(dev.join("driver/unbind"), vf.to_string()).context("unbind")?;
-    }
-    fs::write("/sys/bus/pci/drivers_probe", vf.to_string()).context("drivers_probe")?;
-    Ok(())
-}
-
 fn wait_driver(vf: &PciAddress, want: &str) -> Result<()> {
     let t = Instant::now();
     loop {

@@ -220,7 +220,7 @@ fn run_cluster_tests(tools: &VmTools, steps: &[VmTestStep]) -> Result<()> {
             "{E2E_PACKAGE} has no real-cluster tests (no `{CLUSTER_TARGET_PREFIX}*` test target with #[ignore] tests)"
         );
     }
-    let cluster = cluster::Cluster::start("test")?;
+    let mut cluster = cluster::Cluster::start("test")?;
     let vm = cluster.vm(tools, "cluster");
     let script = cluster.node_script(vm.results())?;
     let env = cluster.test_env(&script);
@@ -234,7 +234,8 @@ fn run_cluster_tests(tools: &VmTools, steps: &[VmTestStep]) -> Result<()> {
         bail!("{why}\n(node logs: {})", logs.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(", "));
     }
     let tests: Vec<StepResult> = results.into_iter().filter(|r| steps.iter().any(|s| s.step.name == r.name)).collect();
-    let judged = judge(steps, &tests);
+    // A component that died mid-run explains the failures it caused.
+    let judged = cluster.control_plane.check_alive().and_then(|()| judge(steps, &tests));
     if judged.is_err() {
         for log in &logs {
             println!("    --- last lines of {}:\n{}\n    ---", log.display(), cluster::tail_of(log, 25));

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 
 use super::net;
 use super::pki::Pki;
-use super::{Bins, IDENTITIES, Layout, tail_of};
+use super::{Bins, Layout, tail_of};
 use crate::cmd::display;
 
 /// How long each component may take to answer its health check after it started.
@@ -64,6 +64,10 @@ impl ControlPlane {
         cp.spawn("etcd", etcd, layout)?;
         cp.wait_ready("etcd", || http_ok(&format!("127.0.0.1:{}", net::ETCD_CLIENT_PORT), "/health"))?;
 
+        let egress_socket = layout.dir.join("egress.sock");
+        super::egress::start(&egress_socket)?;
+        let egress_config = layout.dir.join("egress-selector.yaml");
+        fs::write(&egress_config, super::egress::selector_config(&egress_socket))?;
         let mut api = Command::new(bins.kube("kube-apiserver"));
         api.arg(format!("--etcd-servers={etcd_url}"))
             .arg(format!("--bind-address={}", net::APISERVER_BIND))
@@ -83,6 +87,9 @@ impl ControlPlane {
             .arg("--enable-admission-plugins=NodeRestriction")
             // The DaemonSet's device plugin is privileged (sysfs writes, netlink on the PF).
             .arg("--allow-privileged=true")
+            // The node's address, never its name: a name would be looked up in the host's DNS.
+            .arg("--kubelet-preferred-address-types=InternalIP")
+            .arg(format!("--egress-selector-config-file={}", egress_config.display()))
             .arg("--profiling=false")
             .arg("--v=1");
         cp.spawn("kube-apiserver", api, layout)?;
@@ -122,7 +129,6 @@ impl ControlPlane {
             kubectl_ok(bins, &admin, "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases")
                 && cp_log_says(layout, "kube-scheduler", "Starting Kubernetes Scheduler")
         })?;
-        let _ = IDENTITIES;
         Ok(cp)
     }
 
@@ -171,16 +177,6 @@ impl ControlPlane {
             }
         }
         Ok(())
-    }
-
-    /// The pids, for `cluster up` to record so that `cluster down` can stop them.
-    pub(crate) fn pids(&self) -> Vec<(&'static str, u32)> {
-        self.procs.iter().map(|p| (p.name, p.child.id())).collect()
-    }
-
-    /// Lets the processes outlive this program (`cluster up`).
-    pub(crate) fn detach(mut self) {
-        self.procs.clear();
     }
 }
 

@@ -8,6 +8,7 @@
 //! running for trying vfnet by hand, `cluster down` stops it.
 
 mod control_plane;
+mod egress;
 pub(crate) mod net;
 mod pki;
 
@@ -295,11 +296,16 @@ fn up() -> Result<()> {
     fs::create_dir_all(&layout.dir)?;
     let log = layout.dir.join("serve.log");
     let ready = results_dir().join("ready");
-    let _ = fs::remove_file(&ready);
+    // A previous run's results must not be read as this one's.
+    if results_dir().exists() {
+        fs::remove_dir_all(results_dir())?;
+    }
     let exe = std::env::current_exe()?;
     let file = fs::File::create(&log)?;
-    let mut child = Command::new("setsid")
-        .arg(exe)
+    // Its own process group: it outlives this command and the terminal's signals.
+    let mut child = Command::new(exe);
+    std::os::unix::process::CommandExt::process_group(&mut child, 0);
+    let mut child = child
         .args(["cluster", "serve"])
         .stdin(std::process::Stdio::null())
         .stdout(file.try_clone()?)
@@ -311,6 +317,14 @@ fn up() -> Result<()> {
     while !ready.exists() {
         if let Some(status) = child.try_wait()? {
             bail!("the cluster did not start ({status}); last lines of {}:\n{}", log.display(), tail_of(&log, 40));
+        }
+        let install_rc = fs::read_to_string(results_dir().join("install.rc")).unwrap_or_default();
+        if !install_rc.trim().is_empty() && install_rc.trim() != "0" {
+            let _ = fs::write(results_dir().join("stop"), "stop\n");
+            bail!(
+                "installing vfnet failed; last lines of its log:\n{}",
+                tail_of(&results_dir().join("install.log"), 40)
+            );
         }
         if started.elapsed() > Duration::from_secs(40 * 60) {
             bail!("the cluster did not start in 40 minutes; see {}", log.display());
@@ -345,7 +359,10 @@ fn down() -> Result<()> {
     let started = Instant::now();
     while Path::new(&format!("/proc/{pid}")).exists() {
         if started.elapsed() > Duration::from_secs(120) {
-            bail!("`cluster serve` (pid {pid}) still runs after 2 minutes; see {}", layout.dir.join("serve.log").display());
+            bail!(
+                "`cluster serve` (pid {pid}) still runs after 2 minutes; see {}",
+                layout.dir.join("serve.log").display()
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -363,7 +380,16 @@ fn serve() -> Result<()> {
     let sh = |arg: &str| format!("sh {} {arg}", shell_quote(&script.to_string_lossy()));
     let middle = vec![
         Step { name: "install".into(), command: sh("install"), narration: "vfnet installed".into() },
-        Step { name: "hold".into(), command: sh("hold"), narration: "the node stays up".into() },
+        Step {
+            name: "hold".into(),
+            // Only a cluster whose install worked is held for `cluster down`.
+            command: format!(
+                "[ -e {} ] && {}",
+                shell_quote(&results_dir().join("ready").to_string_lossy()),
+                sh("hold")
+            ),
+            narration: "the node stays up".into(),
+        },
     ];
     let results = cluster.vm(&tools, "cluster-up").run(&node_steps(&script, middle))?;
     if let Some(why) = node_up_failure(&results) {

@@ -23,6 +23,10 @@ pub(crate) const ETCD_CLIENT_PORT: u16 = 23790;
 pub(crate) const ETCD_PEER_PORT: u16 = 23800;
 pub(crate) const CONTROLLER_MANAGER_PORT: u16 = 20257;
 pub(crate) const SCHEDULER_PORT: u16 = 20259;
+/// kubelet's port in the guest, and QEMU's forward of it on the host's loopback (which only the
+/// API server's egress proxy dials, see [`super::egress`]).
+pub(crate) const KUBELET_PORT: u16 = 10250;
+pub(crate) const KUBELET_FORWARD_PORT: u16 = 20250;
 /// The pods' default network (Multus's cluster network: a bridge with host-local addresses).
 pub(crate) const POD_CIDR: &str = "10.244.0.0/24";
 
@@ -54,5 +58,8 @@ pub(crate) fn server_sans() -> Vec<String> {
 /// The QEMU options adding the node's uplink: a virtio NIC on its own user network. The igb PF
 /// keeps its own (the tests take it down and reconfigure it; the node must stay reachable).
 pub(crate) fn qemu_uplink() -> String {
-    format!("-device virtio-net-pci,netdev=up0 -netdev user,id=up0,net={UPLINK_NET},host={HOST_ALIAS}")
+    format!(
+        "-device virtio-net-pci,netdev=up0 -netdev user,id=up0,net={UPLINK_NET},host={HOST_ALIAS},\
+         hostfwd=tcp:{APISERVER_BIND}:{KUBELET_FORWARD_PORT}-{NODE_IP}:{KUBELET_PORT}"
+    )
 }

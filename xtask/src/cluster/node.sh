@@ -75,6 +75,11 @@ up() {
     ip addr add "$NODE_IP/24" dev "$up"
     ip route add default via "$HOST_ALIAS" dev "$up"
     say "uplink $up $NODE_IP via $HOST_ALIAS"
+    # The SR-IOV PF is up, as a node's network configuration leaves it (the device plugin counts
+    # VFs under a PF that is down or without carrier as unhealthy).
+    for pf in /sys/bus/pci/drivers/igb/*/net/*; do
+        ip link set "${pf##*/}" up && say "PF ${pf##*/} up"
+    done
 
     # Filesystems: the guest's root is the host's over 9p and overlays, where neither containerd's
     # overlayfs snapshotter nor kubelet's volumes work. Each of these starts empty, as on a node
@@ -168,6 +173,8 @@ imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "50Mi", nodefs.available: "0%", imagefs.available: "0%"}
 localStorageCapacityIsolation: false
 resolvConf: /etc/resolv.conf
+# Containers' logs in the results directory, readable on the host (the guest's /var/log is its own).
+podLogsDir: "$R/pods"
 serializeImagePulls: false
 EOF
     : >"$R/kubelet.log"
