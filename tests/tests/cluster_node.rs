@@ -34,11 +34,16 @@ const POD_TIMEOUT: Duration = Duration::from_secs(240);
 fn example(file: &str) -> Result<Vec<Value>> {
     let path = repo_root().join("manifests/examples").join(file);
     let text = kubectl(&["create", "--dry-run=client", "-o", "json", "-f", &path.to_string_lossy()])?;
-    let v: Value = serde_json::from_str(&text)?;
-    Ok(match v["kind"].as_str() {
-        Some("List") => v["items"].as_array().cloned().unwrap_or_default(),
-        _ => vec![v],
-    })
+    // One JSON document per object (a List only when the file is one).
+    let mut objects = Vec::new();
+    for v in serde_json::Deserializer::from_str(&text).into_iter::<Value>() {
+        let v = v.with_context(|| format!("kubectl's JSON for {}", path.display()))?;
+        match v["kind"].as_str() {
+            Some("List") => objects.extend(v["items"].as_array().cloned().unwrap_or_default()),
+            _ => objects.push(v),
+        }
+    }
+    Ok(objects)
 }
 
 fn apply_objects(objects: &[Value]) -> Result<()> {
