@@ -71,4 +71,5 @@ pub fn pf_index(nl: &Netlink, pf: &Pf) -> Result<u32> {
 
 pub mod cluster;
 pub mod cni;
+pub mod examples;
 pub mod netns;

@@ -2,219 +2,19 @@
 //! Multus, all built from their published modules), with the emulated igb's real VFs. Run by
 //! `cargo xtask test` inside the node's guest, against the control plane it started on the host.
 //!
-//! The examples are applied as users write them (`manifests/examples/`), adapted to this node in
-//! three documented ways only: the pools select this node's igb PF (its name and 7-VF limit are
-//! not the examples' `ens1f0` with 16), the example pods run the test bed's sandbox image (there
-//! is no registry to pull `registry.k8s.io/pause` from), and tenant-a's profile loses its
-//! `maxTxRateMbps` (the emulated igb has no link speed and refuses any rate with EINVAL, which
-//! vfnet rightly reports as a failed ADD; the VM suite proves that refusal).
+//! The examples and their adaptation to this node: [`vfnet_e2e::examples`].
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use sriov::PciAddress;
-use sriov::sysfs::Pf;
 use vfnet_e2e::cluster::{
-    apply, container_pid, daemon_pods, ensure_installed, environ, get_json, kubectl, kubectl_output, node_name,
-    node_resource, repo_root, wait_for,
+    daemon_pods, ensure_installed, get_json, kubectl, kubectl_output, node_name, node_resource, wait_for,
 };
-use vfnet_e2e::{igb_pf, rebind, say};
-
-const NET: &str = "vfnet.dev/sriov_net";
-const DPDK: &str = "vfnet.dev/sriov_dpdk";
-/// VFs the adapted pools take from the igb PF: 0-1 netdevice (sriov-net), 2-3 vfio (sriov-dpdk).
-const NUM_VFS: u32 = 4;
-const NET_VFS: u64 = 2;
-const DPDK_VFS: u64 = 2;
-const POD_TIMEOUT: Duration = Duration::from_secs(240);
-
-/// An example file as JSON objects (kubectl parses the YAML: one parser, the real one).
-fn example(file: &str) -> Result<Vec<Value>> {
-    let path = repo_root().join("manifests/examples").join(file);
-    let text = kubectl(&["create", "--dry-run=client", "-o", "json", "-f", &path.to_string_lossy()])?;
-    // One JSON document per object (a List only when the file is one).
-    let mut objects = Vec::new();
-    for v in serde_json::Deserializer::from_str(&text).into_iter::<Value>() {
-        let v = v.with_context(|| format!("kubectl's JSON for {}", path.display()))?;
-        match v["kind"].as_str() {
-            Some("List") => objects.extend(v["items"].as_array().cloned().unwrap_or_default()),
-            _ => objects.push(v),
-        }
-    }
-    Ok(objects)
-}
-
-fn apply_objects(objects: &[Value]) -> Result<()> {
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
-    let out = apply(&list.to_string())?;
-    for line in out.lines() {
-        say(format_args!("  {line}"));
-    }
-    Ok(())
-}
-
-fn pf_name(pf: &Pf) -> Result<String> {
-    pf.netdev.clone().context("the igb PF has no netdev")
-}
-
-/// The example pools, selecting this node's igb PF.
-fn pools(pf: &str) -> Result<Vec<Value>> {
-    let mut pools = example("pools.yaml")?;
-    for pool in &mut pools {
-        let range = match pool["metadata"]["name"].as_str() {
-            Some("sriov-net") => "0-1",
-            Some("sriov-dpdk") => "2-3",
-            other => bail!("unexpected example pool {other:?}"),
-        };
-        pool["spec"]["selector"]["pfNames"] = json!([format!("{pf}#{range}")]);
-        pool["spec"]["numVfs"] = json!(NUM_VFS);
-    }
-    Ok(pools)
-}
-
-fn profiles() -> Result<Vec<Value>> {
-    let mut profiles = example("profiles.yaml")?;
-    for p in &mut profiles {
-        if let Some(spec) = p["spec"].as_object_mut() {
-            spec.remove("maxTxRateMbps");
-        }
-    }
-    Ok(profiles)
-}
-
-fn sandbox_image() -> Result<String> {
-    std::env::var("VFNET_SANDBOX_IMAGE").context("$VFNET_SANDBOX_IMAGE is not set (the harness sets it)")
-}
-
-fn example_pods() -> Result<Vec<Value>> {
-    let image = sandbox_image()?;
-    let mut pods = example("pods.yaml")?;
-    for pod in &mut pods {
-        for c in pod["spec"]["containers"].as_array_mut().into_iter().flatten() {
-            c["image"] = json!(image);
-        }
-    }
-    Ok(pods)
-}
-
-/// Installs vfnet, the example namespaces, profiles and pools; waits for the pools' capacity.
-fn setup() -> Result<Pf> {
-    ensure_installed()?;
-    let pf = igb_pf()?;
-    let name = pf_name(&pf)?;
-    apply_objects(&example("namespaces.yaml")?)?;
-    apply_objects(&profiles()?)?;
-    apply_objects(&pools(&name)?)?;
-    // The daemon creates the pools' VFs; the node administrator binds the userspace pool's VFs
-    // to vfio-pci (vfnet, like the reference device plugin, leaves driver binding to the admin).
-    let pf = wait_for(&format!("{NUM_VFS} VFs on {name}"), Duration::from_secs(120), || {
-        let pf = igb_pf()?;
-        Ok((pf.vfs.len() == NUM_VFS as usize).then_some(pf))
-    })?;
-    for vf in pf.vfs.iter().filter(|v| (2..4).contains(&v.index)) {
-        if vf.driver.as_deref() != Some("vfio-pci") {
-            rebind(&vf.pci, Some("vfio-pci"))?;
-        }
-    }
-    for (resource, want) in [(NET, NET_VFS), (DPDK, DPDK_VFS)] {
-        wait_for(&format!("Node allocatable {resource} = {want}"), Duration::from_secs(120), || {
-            Ok((node_resource("allocatable", resource)? == Some(want)
-                && node_resource("capacity", resource)? == Some(want))
-            .then_some(()))
-        })?;
-    }
-    igb_pf()
-}
-
-fn pod(ns: &str, name: &str) -> Result<Value> {
-    get_json(&["-n", ns, "pod", name])
-}
-
-fn wait_running(ns: &str, name: &str) -> Result<Value> {
-    wait_for(&format!("pod {ns}/{name} Running"), POD_TIMEOUT, || {
-        let p = pod(ns, name)?;
-        match p["status"]["phase"].as_str() {
-            Some("Running") => Ok(Some(p)),
-            Some("Failed") => bail!("pod {ns}/{name} failed: {}", p["status"]),
-            _ => Err(anyhow::anyhow!("phase {}; events: {}", p["status"]["phase"], events(ns, name))),
-        }
-    })
-}
-
-/// The pod's events, one line each (for failure messages and the 102 check).
-fn events(ns: &str, name: &str) -> String {
-    kubectl(&[
-        "-n",
-        ns,
-        "get",
-        "events",
-        "--field-selector",
-        &format!("involvedObject.name={name}"),
-        "-o",
-        "custom-columns=REASON:.reason,MESSAGE:.message",
-        "--no-headers",
-    ])
-    .unwrap_or_default()
-}
-
-fn delete_pods(ns: &str, names: &[&str]) -> Result<()> {
-    let mut args = vec!["-n", ns, "delete", "pod", "--ignore-not-found", "--wait=true", "--timeout=180s"];
-    args.extend_from_slice(names);
-    kubectl(&args)?;
-    Ok(())
-}
-
-/// The VF index of `vf` under `pf`.
-fn vf_index(pf: &Pf, vf: &PciAddress) -> Result<u32> {
-    pf.vfs.iter().find(|v| &v.pci == vf).map(|v| v.index).with_context(|| format!("{vf} is not a VF of {}", pf.pci))
-}
-
-/// The PF's VF table entry of `vf`: (vlan, qos).
-fn vf_vlan(pf: &Pf, vf: &PciAddress) -> Result<(u16, u8)> {
-    let s = vfnet_e2e::cni::snapshot(&pf_name(pf)?, vf_index(pf, vf)?, vf)?;
-    Ok((s.pf_side.vlan, s.pf_side.qos))
-}
-
-/// The `k8s.v1.cni.cncf.io/network-status` entry of `interface`.
-fn network_status(p: &Value, interface: &str) -> Result<Value> {
-    let raw = p["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
-        .as_str()
-        .context("the pod has no network-status annotation")?;
-    let all: Vec<Value> = serde_json::from_str(raw)?;
-    all.into_iter()
-        .find(|s| s["interface"] == interface)
-        .with_context(|| format!("network-status lists no {interface}: {raw}"))
-}
-
-/// The first container's host pid and environment.
-fn container(p: &Value) -> Result<(u32, Vec<String>)> {
-    let uid = p["metadata"]["uid"].as_str().context("pod without uid")?;
-    let id = p["status"]["containerStatuses"][0]["containerID"].as_str().context("no container id")?;
-    let pid = container_pid(uid, id)?;
-    Ok((pid, environ(pid)?))
-}
-
-/// The interface names in process `pid`'s network namespace.
-fn interfaces(pid: u32) -> Result<Vec<String>> {
-    let dev = std::fs::read_to_string(format!("/proc/{pid}/net/dev"))?;
-    Ok(dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(|s| s.trim().to_owned()).collect())
-}
-
-fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
-    env.iter().find_map(|e| e.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-}
-
-/// Every VF of the pools untagged in the PF's table (vlan 0, qos 0).
-fn assert_vfs_untagged(pf: &Pf) -> Result<()> {
-    for vf in pf.vfs.iter().take(NUM_VFS as usize) {
-        let (vlan, qos) = vf_vlan(pf, &vf.pci)?;
-        ensure!(vlan == 0 && qos == 0, "VF {} (index {}) is left tagged: vlan {vlan} qos {qos}", vf.pci, vf.index);
-    }
-    say(format_args!("VFs 0-{} of {} untagged", NUM_VFS - 1, pf.pci));
-    Ok(())
-}
+use vfnet_e2e::examples::*;
+use vfnet_e2e::{igb_pf, say};
 
 #[test]
 #[ignore = "needs the real Kubernetes node (cargo xtask test)"]
@@ -314,16 +114,6 @@ fn b_example_pods_run_with_their_vfs_and_return_them_clean() -> Result<()> {
     Ok(())
 }
 
-fn vf_pod(ns: &str, name: &str, network: &str) -> Result<Value> {
-    Ok(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns,
-            "annotations": {"k8s.v1.cni.cncf.io/networks": network}},
-        "spec": {"containers": [{"name": "c", "image": sandbox_image()?,
-            "resources": {"requests": {NET: "1"}, "limits": {NET: "1"}}}]}
-    }))
-}
-
 #[test]
 #[ignore = "needs the real Kubernetes node (cargo xtask test)"]
 fn c_limits_pending_past_the_pool_and_refused_outside_the_profile() -> Result<()> {
@@ -362,6 +152,37 @@ fn c_limits_pending_past_the_pool_and_refused_outside_the_profile() -> Result<()
     Ok(())
 }
 
+/// Seconds from the last start of kubelet's device manager to the last of its registrations of
+/// both pools, from kubelet's own log (klog's `HH:MM:SS.micro` stamps).
+fn reregistration_delay() -> Result<f64> {
+    let log = std::fs::read_to_string(std::env::var("VFNET_KUBELET_LOG").context("$VFNET_KUBELET_LOG")?)?;
+    let stamp = |line: &str| -> Option<f64> {
+        let t = line.split_whitespace().nth(1)?;
+        let mut parts = t.split(':');
+        let (h, m, s) = (
+            parts.next()?.parse::<f64>().ok()?,
+            parts.next()?.parse::<f64>().ok()?,
+            parts.next()?.parse::<f64>().ok()?,
+        );
+        Some(h * 3600.0 + m * 60.0 + s)
+    };
+    let lines: Vec<&str> = log.lines().collect();
+    let start = lines
+        .iter()
+        .rposition(|l| l.contains("Starting Device Plugin manager"))
+        .context("kubelet never started its device manager")?;
+    let started = stamp(lines[start]).context("unreadable kubelet log stamp")?;
+    let mut last = started;
+    for resource in [NET, DPDK] {
+        let reg = lines[start..]
+            .iter()
+            .find(|l| l.contains("Got registration request from device plugin") && l.contains(resource))
+            .with_context(|| format!("no registration of {resource} after kubelet's restart"))?;
+        last = last.max(stamp(reg).context("unreadable kubelet log stamp")?);
+    }
+    Ok(last - started)
+}
+
 #[test]
 #[ignore = "needs the real Kubernetes node (cargo xtask test)"]
 fn d_lifecycle_kubelet_and_daemon_restarts_and_pool_changes() -> Result<()> {
@@ -379,6 +200,15 @@ fn d_lifecycle_kubelet_and_daemon_restarts_and_pool_changes() -> Result<()> {
     wait_for("the node Ready again, allocatable restored", Duration::from_secs(180), || {
         Ok((node_resource("allocatable", NET)? == Some(NET_VFS)).then_some(()))
     })?;
+    let delay = reregistration_delay()?;
+    say(format_args!(
+        "after the kubelet restart the plugin registered {:.0} ms after kubelet's device manager started",
+        delay * 1e3
+    ));
+    ensure!(
+        delay <= 1.0,
+        "the device plugin re-registered {delay:.2} s after kubelet's device manager started (> 1 s)"
+    );
     let keeper = pod("tenant-a", "keeper")?;
     ensure!(keeper["status"]["phase"] == "Running", "keeper stopped across the kubelet restart");
     let (_, env) = container(&keeper)?;

@@ -1,19 +1,20 @@
-//! `cargo xtask demo`: boots the emulated igb NIC and shows, narrated, what vfnet makes of it.
+//! `cargo xtask demo`: the real Kubernetes test cluster (control plane on the host, the
+//! emulated-igb guest as its node, see [`crate::cluster`]) and, narrated with real `kubectl`
+//! output, what vfnet does on it: the node model it discovers, the install with
+//! `kubectl apply -k`, the example profiles, pools and pods, a refusal, and every VF back clean.
 //!
-//! The steps are a list so later stages (the daemon, a CNI ADD/DEL) are one entry each.
-//!
-//! The story runs release binaries: vfnet and the device plugin are the image's static ones
-//! (the build `cargo xtask test` checks, so after it nothing is rebuilt), the driver a release
-//! build, so the ADD and DEL timings it prints are the shipped binary's, not a debug build's
-//! (several times slower). They are still timings under QEMU's TCG emulation, not native ones.
+//! vfnet and its device plugin are the image's static release binaries (the image the node
+//! imports); the demo driver is a release build. The timings shown are under QEMU's TCG
+//! emulation, not native ones.
 
 use anyhow::{Context, Result, bail};
 
 use crate::{
     cargo::{self, cargo_locked},
+    cluster::{self, Cluster},
     cmd::shell_quote,
     setup,
-    vm::{Step, Vm},
+    vm::Step,
 };
 
 /// `cargo xtask demo`.
@@ -36,17 +37,17 @@ pub(crate) fn cli(args: &[String]) -> Result<()> {
     .into_iter()
     .find(|exe| exe.target == "node-report")
     .context("cargo built no node-report executable")?;
-
-    println!(
-        "==> building the release binaries: vfnet, the device plugin (static, as the image ships them), the demo driver"
-    );
-    let bin_dir = crate::test::stage_binaries(&crate::image::build_static_binaries()?, "demo-bin")?;
+    println!("==> building the demo driver (release)");
     let demo = cargo::build(cargo_locked("build").args(["--release", "-p", "vfnet-e2e", "--bin", "vfnet-demo"]))?
         .into_iter()
         .find(|exe| exe.target == "vfnet-demo")
         .context("cargo built no vfnet-demo executable")?;
 
-    let steps = vec![
+    let cluster = Cluster::start("demo")?;
+    let vm = cluster.vm(&tools, "demo");
+    let script = cluster.node_script(vm.results())?;
+    let env = cluster.test_env(&script, vm.results());
+    let story = [
         Step {
             name: "node-report".to_owned(),
             command: format!("{} --numvfs 4", shell_quote(&node_report.path.to_string_lossy())),
@@ -54,21 +55,18 @@ pub(crate) fn cli(args: &[String]) -> Result<()> {
         },
         Step {
             name: "story".to_owned(),
-            command: format!(
-                "VFNET_BIN_DIR={} {}",
-                shell_quote(&bin_dir.to_string_lossy()),
-                shell_quote(&demo.path.to_string_lossy())
-            ),
-            narration: "The whole flow: device plugin, profiles, two tenants' pods, a refusal, DEL (release \
-                        binaries; the timings are theirs under QEMU's TCG emulation, not native speed):"
-                .to_owned(),
+            command: format!("export {env} && {}", shell_quote(&demo.path.to_string_lossy())),
+            narration: "The whole flow on the real node (kubectl output is real; timings are TCG's):".to_owned(),
         },
     ];
-
-    println!("Booting the emulated igb NIC…");
-    let results = Vm::new(&tools, "demo").run(&steps)?;
+    println!("Booting the node (emulated igb NIC)…");
+    let results = vm.run(&cluster::node_steps(&script, story.to_vec()))?;
+    if let Some(why) = cluster::node_up_failure(&results) {
+        bail!("{why}");
+    }
     let mut failed = Vec::new();
-    for (step, result) in steps.iter().zip(&results) {
+    for step in &story {
+        let result = results.iter().find(|r| r.name == step.name).context("a demo step left no result")?;
         println!("\n{}", step.narration);
         for line in result.log.lines() {
             println!("    {line}");

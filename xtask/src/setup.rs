@@ -25,9 +25,19 @@ const BACKPORTS_FILE: &str = "/etc/apt/sources.list.d/vfnet-backports.sources";
 /// virtme-ng builds its guest init from, the reference CNI plugins the tests compare against,
 /// musl for static binaries, iproute2 for setting the machine up by hand, and podman (which brings
 /// conmon, crun and containers-common) as the real CNI runtime of the VM tests; runc is the OCI
-/// runtime of the test cluster's containerd, and openssl makes that cluster's certificates.
-const PACKAGES: &[&str] =
-    &["kmod", "busybox-static", "containernetworking-plugins", "musl-tools", "iproute2", "podman", "runc", "openssl"];
+/// runtime of the test cluster's containerd, openssl makes that cluster's certificates, and
+/// pci.ids is the PCI database the reference device plugin (a benchmark peer) needs.
+const PACKAGES: &[&str] = &[
+    "kmod",
+    "busybox-static",
+    "containernetworking-plugins",
+    "musl-tools",
+    "iproute2",
+    "podman",
+    "runc",
+    "openssl",
+    "pci.ids",
+];
 const QEMU_PACKAGE: &str = "qemu-system-x86";
 /// The first QEMU release that emulates igb (the 82576 with SR-IOV); bookworm itself has 7.2.
 const QEMU_MIN_MAJOR: u32 = 8;

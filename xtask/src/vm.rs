@@ -86,6 +86,8 @@ pub(crate) struct Vm<'a> {
     memory: String,
     /// QEMU options added after the igb NIC's (the cluster node's uplink).
     qemu_extra: String,
+    /// The run's time limit unless `$VFNET_VM_TIMEOUT_SECS` says otherwise.
+    timeout: Duration,
 }
 
 impl<'a> Vm<'a> {
@@ -93,7 +95,7 @@ impl<'a> Vm<'a> {
     /// results can never pass for new ones.
     pub(crate) fn new(tools: &'a VmTools, label: &str) -> Self {
         let results = repo_root().join("target/vfnet-vm/runs").join(label);
-        Self { tools, results, memory: "2G".into(), qemu_extra: String::new() }
+        Self { tools, results, memory: "2G".into(), qemu_extra: String::new(), timeout: DEFAULT_TIMEOUT }
     }
 
     /// The guest's memory (QEMU's syntax, `2G`).
@@ -105,6 +107,12 @@ impl<'a> Vm<'a> {
     /// More QEMU options, after the igb NIC's.
     pub(crate) fn qemu_extra(mut self, options: &str) -> Self {
         options.clone_into(&mut self.qemu_extra);
+        self
+    }
+
+    /// The run's time limit (a cluster run boots a node and runs its pods: longer).
+    pub(crate) fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 
@@ -176,7 +184,7 @@ impl<'a> Vm<'a> {
             .spawn()
             .with_context(|| format!("cannot start {}", self.tools.vng.display()))?;
         let first_guest_line = follow_console(&mut child, &self.results.join("console.log"))?;
-        let finished = wait_or_kill(&mut child, started + timeout()?)?;
+        let finished = wait_or_kill(&mut child, started + timeout(self.timeout)?)?;
         let wall = started.elapsed().as_secs_f64();
         match first_guest_line.join().unwrap_or(None) {
             Some(at) => println!(
@@ -238,13 +246,13 @@ impl<'a> Vm<'a> {
     }
 }
 
-fn timeout() -> Result<Duration> {
+fn timeout(default: Duration) -> Result<Duration> {
     match std::env::var(TIMEOUT_ENV) {
         Ok(secs) => {
             let secs = secs.parse().with_context(|| format!("{TIMEOUT_ENV}={secs} is not a number of seconds"))?;
             Ok(Duration::from_secs(secs))
         }
-        Err(_) => Ok(DEFAULT_TIMEOUT),
+        Err(_) => Ok(default),
     }
 }
 

@@ -29,6 +29,8 @@ use pki::{Identity, Pki};
 pub(crate) const NODE_NAME: &str = "vfnet-node";
 /// The guest's memory when it runs a node: kubelet, containerd, the pods and the tests.
 pub(crate) const NODE_MEMORY: &str = "4G";
+/// Longest a VM run on the cluster's node may take (measured: the suite's run, 13 minutes).
+const NODE_RUN_TIMEOUT: Duration = Duration::from_secs(45 * 60);
 /// 2 MiB huge pages reserved on the node (512 MiB) for the userspace example pod.
 const HUGEPAGES_2M: u32 = 256;
 /// The OCI runtime containerd's runc shim drives: Debian's runc (vm-setup installs it). Debian's
@@ -172,7 +174,7 @@ impl Cluster {
 
     /// The VM for this cluster's node: more memory, and the uplink NIC.
     pub(crate) fn vm<'a>(&self, tools: &'a VmTools, label: &str) -> Vm<'a> {
-        Vm::new(tools, label).memory(NODE_MEMORY).qemu_extra(&net::qemu_uplink())
+        Vm::new(tools, label).memory(NODE_MEMORY).qemu_extra(&net::qemu_uplink()).timeout(NODE_RUN_TIMEOUT)
     }
 
     /// Writes `node.sh` and its `node.env` into `dir` (the VM's results directory, which the
@@ -205,12 +207,13 @@ impl Cluster {
     }
 
     /// The environment the real-cluster tests read in the guest.
-    pub(crate) fn test_env(&self, node_script: &Path) -> String {
+    pub(crate) fn test_env(&self, node_script: &Path, results: &Path) -> String {
         let vars = [
             ("VFNET_KUBECTL", self.bins.kube("kubectl")),
             ("KUBECONFIG", self.layout.pki_dir().join("admin.guest.kubeconfig")),
             ("VFNET_NODE_SCRIPT", node_script.to_path_buf()),
             ("VFNET_INSTALL_OVERLAY", self.install_overlay()),
+            ("VFNET_KUBELET_LOG", results.join("kubelet.log")),
         ];
         let mut env: Vec<String> =
             vars.iter().map(|(k, v)| format!("{k}={}", shell_quote(&v.to_string_lossy()))).collect();
@@ -391,7 +394,9 @@ fn serve() -> Result<()> {
             narration: "the node stays up".into(),
         },
     ];
-    let results = cluster.vm(&tools, "cluster-up").run(&node_steps(&script, middle))?;
+    // Held until `cluster down`, for a day at most.
+    let vm = cluster.vm(&tools, "cluster-up").timeout(Duration::from_secs(24 * 3600));
+    let results = vm.run(&node_steps(&script, middle))?;
     if let Some(why) = node_up_failure(&results) {
         bail!("{why}");
     }

@@ -1,0 +1,239 @@
+//! vfnet's `manifests/examples/` on the test cluster's node, for the real-cluster suite and the
+//! demo: applied as users write them, adapted to this node in three documented ways only. The
+//! pools select this node's igb PF (its name and 7-VF limit are not the examples' `ens1f0` with
+//! 16); the example pods run the test bed's sandbox image (there is no registry to pull
+//! `registry.k8s.io/pause` from); and tenant-a's profile loses its `maxTxRateMbps` (the emulated
+//! igb has no link speed and refuses any rate with EINVAL, which vfnet rightly reports as a failed
+//! ADD; the VM suite proves that refusal). The userspace pool's VFs are bound to vfio-pci by the
+//! node administrator's step in [`setup`], as with the reference device plugin.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Value, json};
+use sriov::PciAddress;
+use sriov::sysfs::Pf;
+
+use crate::cluster::{
+    apply, container_pid, ensure_installed, environ, get_json, kubectl, node_resource, repo_root, wait_for,
+};
+use crate::{igb_pf, rebind, say};
+
+/// The netdevice pool's resource.
+pub const NET: &str = "vfnet.dev/sriov_net";
+/// The userspace (vfio-pci) pool's resource.
+pub const DPDK: &str = "vfnet.dev/sriov_dpdk";
+/// VFs the adapted pools take from the igb PF: 0-1 netdevice (sriov-net), 2-3 vfio (sriov-dpdk).
+pub const NUM_VFS: u32 = 4;
+/// VFs in the netdevice pool.
+pub const NET_VFS: u64 = 2;
+/// VFs in the userspace pool.
+pub const DPDK_VFS: u64 = 2;
+/// How long a pod may take to run (TCG: sandbox, Multus, vfnet, the container).
+pub const POD_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// An example file as JSON objects (kubectl parses the YAML: one parser, the real one).
+pub fn example(file: &str) -> Result<Vec<Value>> {
+    let path = repo_root().join("manifests/examples").join(file);
+    let text = kubectl(&["create", "--dry-run=client", "-o", "json", "-f", &path.to_string_lossy()])?;
+    // One JSON document per object (a List only when the file is one).
+    let mut objects = Vec::new();
+    for v in serde_json::Deserializer::from_str(&text).into_iter::<Value>() {
+        let v = v.with_context(|| format!("kubectl's JSON for {}", path.display()))?;
+        match v["kind"].as_str() {
+            Some("List") => objects.extend(v["items"].as_array().cloned().unwrap_or_default()),
+            _ => objects.push(v),
+        }
+    }
+    Ok(objects)
+}
+
+/// `kubectl apply` of `objects` (as one List), echoing what kubectl did.
+pub fn apply_objects(objects: &[Value]) -> Result<()> {
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    let out = apply(&list.to_string())?;
+    for line in out.lines() {
+        say(format_args!("  {line}"));
+    }
+    Ok(())
+}
+
+/// The PF's netdev name.
+pub fn pf_name(pf: &Pf) -> Result<String> {
+    pf.netdev.clone().context("the igb PF has no netdev")
+}
+
+/// The example pools, selecting this node's igb PF.
+pub fn pools(pf: &str) -> Result<Vec<Value>> {
+    let mut pools = example("pools.yaml")?;
+    for pool in &mut pools {
+        let range = match pool["metadata"]["name"].as_str() {
+            Some("sriov-net") => "0-1",
+            Some("sriov-dpdk") => "2-3",
+            other => bail!("unexpected example pool {other:?}"),
+        };
+        pool["spec"]["selector"]["pfNames"] = json!([format!("{pf}#{range}")]);
+        pool["spec"]["numVfs"] = json!(NUM_VFS);
+    }
+    Ok(pools)
+}
+
+/// The example profiles, without tenant-a's rate (see the module doc).
+pub fn profiles() -> Result<Vec<Value>> {
+    let mut profiles = example("profiles.yaml")?;
+    for p in &mut profiles {
+        if let Some(spec) = p["spec"].as_object_mut() {
+            spec.remove("maxTxRateMbps");
+        }
+    }
+    Ok(profiles)
+}
+
+/// The test bed's sandbox image (imported into the node's containerd).
+pub fn sandbox_image() -> Result<String> {
+    std::env::var("VFNET_SANDBOX_IMAGE").context("$VFNET_SANDBOX_IMAGE is not set (the harness sets it)")
+}
+
+/// The example pods, running the sandbox image.
+pub fn example_pods() -> Result<Vec<Value>> {
+    let image = sandbox_image()?;
+    let mut pods = example("pods.yaml")?;
+    for pod in &mut pods {
+        for c in pod["spec"]["containers"].as_array_mut().into_iter().flatten() {
+            c["image"] = json!(image);
+        }
+    }
+    Ok(pods)
+}
+
+/// Installs vfnet, the example namespaces, profiles and pools; waits for the pools' capacity.
+pub fn setup() -> Result<Pf> {
+    ensure_installed()?;
+    let pf = igb_pf()?;
+    let name = pf_name(&pf)?;
+    apply_objects(&example("namespaces.yaml")?)?;
+    apply_objects(&profiles()?)?;
+    apply_objects(&pools(&name)?)?;
+    // The daemon creates the pools' VFs; the node administrator binds the userspace pool's VFs
+    // to vfio-pci (vfnet, like the reference device plugin, leaves driver binding to the admin).
+    let pf = wait_for(&format!("{NUM_VFS} VFs on {name}"), Duration::from_secs(120), || {
+        let pf = igb_pf()?;
+        Ok((pf.vfs.len() == NUM_VFS as usize).then_some(pf))
+    })?;
+    for vf in pf.vfs.iter().filter(|v| (2..4).contains(&v.index)) {
+        if vf.driver.as_deref() != Some("vfio-pci") {
+            rebind(&vf.pci, Some("vfio-pci"))?;
+        }
+    }
+    for (resource, want) in [(NET, NET_VFS), (DPDK, DPDK_VFS)] {
+        wait_for(&format!("Node allocatable {resource} = {want}"), Duration::from_secs(120), || {
+            Ok((node_resource("allocatable", resource)? == Some(want)
+                && node_resource("capacity", resource)? == Some(want))
+            .then_some(()))
+        })?;
+    }
+    igb_pf()
+}
+
+/// Pod `ns/name` as JSON.
+pub fn pod(ns: &str, name: &str) -> Result<Value> {
+    get_json(&["-n", ns, "pod", name])
+}
+
+/// Waits for pod `ns/name` to run; fails early if it failed, with its events meanwhile.
+pub fn wait_running(ns: &str, name: &str) -> Result<Value> {
+    wait_for(&format!("pod {ns}/{name} Running"), POD_TIMEOUT, || {
+        let p = pod(ns, name)?;
+        match p["status"]["phase"].as_str() {
+            Some("Running") => Ok(Some(p)),
+            Some("Failed") => bail!("pod {ns}/{name} failed: {}", p["status"]),
+            _ => Err(anyhow::anyhow!("phase {}; events: {}", p["status"]["phase"], events(ns, name))),
+        }
+    })
+}
+
+/// The pod's events, one line each (for failure messages and the 102 check).
+pub fn events(ns: &str, name: &str) -> String {
+    kubectl(&[
+        "-n",
+        ns,
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={name}"),
+        "-o",
+        "custom-columns=REASON:.reason,MESSAGE:.message",
+        "--no-headers",
+    ])
+    .unwrap_or_default()
+}
+
+/// Deletes pods and waits until they are gone.
+pub fn delete_pods(ns: &str, names: &[&str]) -> Result<()> {
+    let mut args = vec!["-n", ns, "delete", "pod", "--ignore-not-found", "--wait=true", "--timeout=180s"];
+    args.extend_from_slice(names);
+    kubectl(&args)?;
+    Ok(())
+}
+
+/// The VF index of `vf` under `pf`.
+pub fn vf_index(pf: &Pf, vf: &PciAddress) -> Result<u32> {
+    pf.vfs.iter().find(|v| &v.pci == vf).map(|v| v.index).with_context(|| format!("{vf} is not a VF of {}", pf.pci))
+}
+
+/// The PF's VF table entry of `vf`: (vlan, qos).
+pub fn vf_vlan(pf: &Pf, vf: &PciAddress) -> Result<(u16, u8)> {
+    let s = crate::cni::snapshot(&pf_name(pf)?, vf_index(pf, vf)?, vf)?;
+    Ok((s.pf_side.vlan, s.pf_side.qos))
+}
+
+/// The `k8s.v1.cni.cncf.io/network-status` entry of `interface`.
+pub fn network_status(p: &Value, interface: &str) -> Result<Value> {
+    let raw = p["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+        .as_str()
+        .context("the pod has no network-status annotation")?;
+    let all: Vec<Value> = serde_json::from_str(raw)?;
+    all.into_iter()
+        .find(|s| s["interface"] == interface)
+        .with_context(|| format!("network-status lists no {interface}: {raw}"))
+}
+
+/// The first container's host pid and environment.
+pub fn container(p: &Value) -> Result<(u32, Vec<String>)> {
+    let uid = p["metadata"]["uid"].as_str().context("pod without uid")?;
+    let id = p["status"]["containerStatuses"][0]["containerID"].as_str().context("no container id")?;
+    let pid = container_pid(uid, id)?;
+    Ok((pid, environ(pid)?))
+}
+
+/// The interface names in process `pid`'s network namespace.
+pub fn interfaces(pid: u32) -> Result<Vec<String>> {
+    let dev = std::fs::read_to_string(format!("/proc/{pid}/net/dev"))?;
+    Ok(dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(|s| s.trim().to_owned()).collect())
+}
+
+/// The value of `key` in an environment.
+pub fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
+    env.iter().find_map(|e| e.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+/// Every VF of the pools untagged in the PF's table (vlan 0, qos 0).
+pub fn assert_vfs_untagged(pf: &Pf) -> Result<()> {
+    for vf in pf.vfs.iter().take(NUM_VFS as usize) {
+        let (vlan, qos) = vf_vlan(pf, &vf.pci)?;
+        ensure!(vlan == 0 && qos == 0, "VF {} (index {}) is left tagged: vlan {vlan} qos {qos}", vf.pci, vf.index);
+    }
+    say(format_args!("VFs 0-{} of {} untagged", NUM_VFS - 1, pf.pci));
+    Ok(())
+}
+
+/// A pod asking one VF of the netdevice pool, attached to `network` (Multus's annotation).
+pub fn vf_pod(ns: &str, name: &str, network: &str) -> Result<Value> {
+    Ok(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns,
+            "annotations": {"k8s.v1.cni.cncf.io/networks": network}},
+        "spec": {"containers": [{"name": "c", "image": sandbox_image()?,
+            "resources": {"requests": {NET: "1"}, "limits": {NET: "1"}}}]}
+    }))
+}
