@@ -250,3 +250,67 @@ fn d_lifecycle_kubelet_and_daemon_restarts_and_pool_changes() -> Result<()> {
     })?;
     Ok(())
 }
+
+/// The node's CNI configuration swapped for one whose only network is vfnet, restored on drop:
+/// containerd then runs vfnet itself (it reloads its configuration directory when it changes).
+struct DirectCni {
+    saved: std::path::PathBuf,
+}
+
+const MULTUS_CONF: &str = "/etc/cni/net.d/00-multus.conf";
+const DIRECT_CONF: &str = "/etc/cni/net.d/00-vfnet.conflist";
+
+impl DirectCni {
+    fn install(conflist: &serde_json::Value) -> Result<Self> {
+        // Kept outside the directory containerd watches.
+        let saved = std::env::temp_dir().join("00-multus.conf.saved");
+        std::fs::copy(MULTUS_CONF, &saved).context("cannot keep Multus's configuration")?;
+        std::fs::remove_file(MULTUS_CONF)?;
+        std::fs::write(DIRECT_CONF, serde_json::to_vec_pretty(conflist)?)?;
+        Ok(Self { saved })
+    }
+}
+
+impl Drop for DirectCni {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(DIRECT_CONF);
+        let _ = std::fs::copy(&self.saved, MULTUS_CONF);
+    }
+}
+
+#[test]
+#[ignore = "needs the real Kubernetes node (cargo xtask test)"]
+fn e_without_multus_resource_name_finds_the_pods_vf() -> Result<()> {
+    let pf = setup()?;
+    // The node's only network: vfnet, finding each pod's VF of the pool through kubelet's
+    // PodResources (no deviceID: nothing in between passes one).
+    let conflist = json!({
+        "cniVersion": "1.0.0",
+        "name": "direct-vf",
+        "plugins": [{
+            "type": "vfnet",
+            "resourceName": NET,
+            "profile": "tenant-a",
+            "ipam": {"type": "host-local", "subnet": "10.56.102.0/24"}
+        }]
+    });
+    let guard = DirectCni::install(&conflist)?;
+    let mut pod = vf_pod("tenant-a", "direct", "")?;
+    if let Some(annotations) = pod["metadata"].as_object_mut() {
+        annotations.remove("annotations");
+    }
+    apply_objects(&[pod])?;
+    let direct = wait_running("tenant-a", "direct")?;
+    let (pid, env) = container(&direct)?;
+    let pci: PciAddress = env_value(&env, "PCIDEVICE_VFNET_DEV_SRIOV_NET").context("no PCIDEVICE")?.parse()?;
+    let ifaces = interfaces(pid)?;
+    ensure!(ifaces.iter().any(|i| i == "eth0"), "the pod has no eth0: {ifaces:?}");
+    let snap = vfnet_e2e::cni::snapshot(&pf_name(&pf)?, vf_index(&pf, &pci)?, &pci)?;
+    ensure!(snap.netdev.is_none(), "VF {pci} is still in the host namespace: {:?}", snap.netdev);
+    ensure!(snap.pf_side.vlan == 100, "VF {pci} is not on VLAN 100: {}", snap.pf_side.vlan);
+    say(format_args!("tenant-a/direct without Multus: eth0 = VF {pci} on VLAN 100 (found through PodResources)"));
+    delete_pods("tenant-a", &["direct"])?;
+    drop(guard);
+    wait_for("every VF back untagged", Duration::from_secs(60), || Ok(assert_vfs_untagged(&igb_pf()?).ok()))?;
+    Ok(())
+}

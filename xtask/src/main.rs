@@ -32,23 +32,26 @@ commands:
                        (idempotent; Debian bookworm, root)
   test [--vm-only|--host-only]
                        the whole suite: vm-setup, fmt, CRD freshness, manifest validation,
-                       clippy, host tests, then the VM tests
+                       clippy, host tests, the VM tests, then the real-cluster tests
   crdgen               regenerate the CRD YAML (crds/ and manifests/crds/)
   manifests            check the CRD YAML is current and validate manifests/ offline
-  demo                 boot the VM: the node model vfnet discovers, then the whole flow narrated,
-                       with release binaries
+  demo                 the real cluster: the node model vfnet discovers, then the whole flow
+                       narrated with real kubectl output
   static-binaries      build the image's static (musl) binaries, check and run them
   images               write the real-node test bed's images (vfnet:dev, vfnet-pause:1,
                        vfnet-workload:1) as OCI archives for `ctr images import`, in
                        target/vfnet-images/
-  bench [--host-only|--vm-only]
+  bench [--host-only|--vm-only|--cluster]
                        benchmarks: discovery over 1024 fixture VFs, the device plugin, and
-                       vfnet vs host-device CNI ADD/DEL/VERSION in the VM
-  cluster up|down      start the real Kubernetes test cluster (control plane on the host, the
+                       vfnet vs host-device CNI ADD/DEL/VERSION in the VM; --cluster: vfnet vs
+                       the reference SR-IOV stack on the real cluster
+  cluster up|down|control-plane
+                       start the real Kubernetes test cluster (control plane on the host, the
                        emulated-igb guest as its node) with vfnet installed, and leave it
-                       running for kubectl; or stop it
-  k8s-components       build the real-node test bed's Kubernetes, etcd and containerd from their
-                       Go modules (pinned under k8s/), cached by version in target/vfnet-k8s/
+                       running for kubectl; or stop it; or check the control plane alone
+  k8s-components       build the real-node test bed's Kubernetes, etcd, containerd, Multus and
+                       the reference SR-IOV peers from their Go modules (pinned under k8s/),
+                       cached by version in target/vfnet-k8s/
 ";
 
 fn main() -> ExitCode {

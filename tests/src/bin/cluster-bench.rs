@@ -396,18 +396,7 @@ fn pod_diagnosis(name: &str) -> String {
             )
         })
         .unwrap_or_else(|e| format!("cannot read the pod: {e:#}"));
-    let events = kubectl(&[
-        "-n",
-        NS,
-        "get",
-        "events",
-        "--field-selector",
-        &format!("involvedObject.name={name}"),
-        "-o",
-        "custom-columns=REASON:.reason,MESSAGE:.message",
-        "--no-headers",
-    ])
-    .unwrap_or_else(|e| format!("cannot read its events: {e:#}"));
+    let events = vfnet_e2e::examples::events(NS, name);
     format!("{status}\nevents:\n{events}")
 }
 

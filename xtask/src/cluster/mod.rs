@@ -257,7 +257,7 @@ pub(crate) fn cli(args: &[String]) -> Result<()> {
         Some("down") => down(),
         Some("serve") => serve(),
         Some("control-plane") => check_control_plane(),
-        _ => bail!("usage: cargo xtask cluster up | down"),
+        _ => bail!("usage: cargo xtask cluster up | down | control-plane"),
     }
 }
 
