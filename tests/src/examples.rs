@@ -109,6 +109,12 @@ pub fn example_pods() -> Result<Vec<Value>> {
 /// Installs vfnet, the example namespaces, profiles and pools; waits for the pools' capacity.
 pub fn setup() -> Result<Pf> {
     ensure_installed()?;
+    // Each scenario starts with no tenant pod, whatever an earlier one left after failing.
+    for ns in ["tenant-a", "tenant-b"] {
+        if kubectl(&["get", "namespace", ns]).is_ok() {
+            kubectl(&["-n", ns, "delete", "pods", "--all", "--wait=true", "--timeout=180s"])?;
+        }
+    }
     let pf = igb_pf()?;
     let name = pf_name(&pf)?;
     apply_objects(&example("namespaces.yaml")?)?;

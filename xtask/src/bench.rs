@@ -130,7 +130,7 @@ fn cluster_bench(tools: &VmTools) -> Result<()> {
         name: "cluster-bench".into(),
         command: format!(
             "export {} VFNET_SRIOVDP={} VFNET_SRIOV_CNI={} VFNET_SRIOVDP_VERSION={} VFNET_SRIOV_CNI_VERSION={} && {}",
-            cluster.test_env(&script, vm.results()),
+            cluster.test_env(&script),
             quoted(&sriovdp_bin),
             quoted(&sriov_bin),
             shell_quote(&sriovdp.version),

@@ -46,7 +46,7 @@ pub(crate) fn cli(args: &[String]) -> Result<()> {
     let cluster = Cluster::start("demo")?;
     let vm = cluster.vm(&tools, "demo");
     let script = cluster.node_script(vm.results())?;
-    let env = cluster.test_env(&script, vm.results());
+    let env = cluster.test_env(&script);
     let story = [
         Step {
             name: "node-report".to_owned(),

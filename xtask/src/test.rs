@@ -223,7 +223,7 @@ fn run_cluster_tests(tools: &VmTools, steps: &[VmTestStep]) -> Result<()> {
     let mut cluster = cluster::Cluster::start("test")?;
     let vm = cluster.vm(tools, "cluster");
     let script = cluster.node_script(vm.results())?;
-    let env = cluster.test_env(&script, vm.results());
+    let env = cluster.test_env(&script);
     let middle: Vec<Step> = steps
         .iter()
         .map(|s| Step { command: format!("export {env} && {}", s.step.command), ..s.step.clone() })

@@ -95,8 +95,11 @@ fn main() -> Result<()> {
 
     step(5, "A tenant-b pod asking for tenant-a's network: the profile does not allow tenant-b");
     apply_objects(&[vf_pod("tenant-b", "intruder", "tenant-a/tenant-a-direct")?])?;
-    let refused = wait_for("vfnet's refusal in the pod's events", Duration::from_secs(180), || {
-        Ok(events("tenant-b", "intruder").lines().find(|l| l.contains("102")).map(str::to_owned))
+    let refused = wait_for("vfnet's refusal (its error 102) in the pod's events", Duration::from_secs(180), || {
+        Ok(events("tenant-b", "intruder")
+            .lines()
+            .find(|l| l.contains("may not use VfProfile tenant-a"))
+            .map(str::to_owned))
     })?;
     show(format_args!("event: {refused}"));
     kubectl_shown(&["-n", "tenant-b", "get", "pod", "intruder"])?;

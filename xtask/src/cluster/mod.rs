@@ -207,13 +207,12 @@ impl Cluster {
     }
 
     /// The environment the real-cluster tests read in the guest.
-    pub(crate) fn test_env(&self, node_script: &Path, results: &Path) -> String {
+    pub(crate) fn test_env(&self, node_script: &Path) -> String {
         let vars = [
             ("VFNET_KUBECTL", self.bins.kube("kubectl")),
             ("KUBECONFIG", self.layout.pki_dir().join("admin.guest.kubeconfig")),
             ("VFNET_NODE_SCRIPT", node_script.to_path_buf()),
             ("VFNET_INSTALL_OVERLAY", self.install_overlay()),
-            ("VFNET_KUBELET_LOG", results.join("kubelet.log")),
         ];
         let mut env: Vec<String> =
             vars.iter().map(|(k, v)| format!("{k}={}", shell_quote(&v.to_string_lossy()))).collect();
