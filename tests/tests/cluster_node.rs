@@ -173,7 +173,13 @@ fn restart_kubelet_and_time_reregistration() -> Result<f64> {
     let old: Vec<Option<u64>> = sockets.iter().map(|s| inode(s)).collect();
     ensure!(old.iter().all(Option::is_some), "the plugin's sockets are missing before the restart");
     let script = std::env::var("VFNET_NODE_SCRIPT").context("$VFNET_NODE_SCRIPT")?;
-    let mut restart = std::process::Command::new("sh").arg(&script).arg("restart-kubelet").spawn()?;
+    // Its output captured: printed by libtest's side it would break the `test ... ok` lines.
+    let restart = std::process::Command::new("sh")
+        .arg(&script)
+        .arg("restart-kubelet")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let poll = |done: &dyn Fn() -> bool, what: &str| -> Result<std::time::Instant> {
         while !done() {
@@ -187,7 +193,9 @@ fn restart_kubelet_and_time_reregistration() -> Result<f64> {
         &|| sockets.iter().zip(&old).all(|(s, o)| inode(s).is_some_and(|i| Some(i) != *o)),
         "the plugin's new sockets",
     )?;
-    ensure!(restart.wait()?.success(), "restart-kubelet failed");
+    let out = restart.wait_with_output()?;
+    ensure!(out.status.success(), "restart-kubelet failed: {}", String::from_utf8_lossy(&out.stderr));
+    say(String::from_utf8_lossy(&out.stdout).trim());
     Ok((registered - kubelet_up).as_secs_f64())
 }
 
