@@ -94,6 +94,9 @@ fn main() -> Result<()> {
     vf_table(&igb_pf()?)?;
 
     step(5, "A tenant-b pod asking for tenant-a's network: the profile does not allow tenant-b");
+    // Both of the pool's VFs are in use: vm-launcher goes first, or the intruder would only wait
+    // for a VF (Pending, Insufficient) and never reach vfnet.
+    delete_pods("tenant-a", &["vm-launcher"])?;
     apply_objects(&[vf_pod("tenant-b", "intruder", "tenant-a/tenant-a-direct")?])?;
     let refused = wait_for("vfnet's refusal (its error 102) in the pod's events", Duration::from_secs(180), || {
         Ok(events("tenant-b", "intruder")
@@ -105,7 +108,7 @@ fn main() -> Result<()> {
     kubectl_shown(&["-n", "tenant-b", "get", "pod", "intruder"])?;
 
     step(6, "Delete the pods: every VF goes back to the host untagged");
-    delete_pods("tenant-a", &["web", "vm-launcher"])?;
+    delete_pods("tenant-a", &["web"])?;
     delete_pods("tenant-b", &["dpdk", "intruder"])?;
     let pf = wait_for("every VF untagged", Duration::from_secs(60), || Ok(assert_vfs_untagged(&igb_pf()?).ok()))
         .and_then(|()| igb_pf())?;
