@@ -155,11 +155,7 @@ impl ControlPlane {
                 println!("    {name}: ready after {:.1} s", started.elapsed().as_secs_f64());
                 return Ok(());
             }
-            for p in &mut self.procs {
-                if let Some(status) = p.child.try_wait()? {
-                    bail!("{} exited ({status}); last lines of {}:\n{}", p.name, p.log.display(), tail_of(&p.log, 30));
-                }
-            }
+            self.check_alive()?;
             if started.elapsed() > READY_TIMEOUT {
                 let log = self.procs.iter().find(|p| p.name == name).map(|p| p.log.clone());
                 let tail = log.as_deref().map(|l| tail_of(l, 30)).unwrap_or_default();

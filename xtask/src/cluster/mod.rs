@@ -125,13 +125,10 @@ impl Cluster {
         }
         let pki = Pki::create(&layout.pki_dir(), &net::server_sans(), IDENTITIES)?;
         for id in IDENTITIES {
-            pki.kubeconfig(id, &net::host_server())?;
+            pki.kubeconfig(id, &net::host_server(), id.file)?;
             if GUEST_IDENTITIES.contains(&id.file) {
-                let guest = Identity { file: leak(format!("{}.guest", id.file)), ..*id };
                 // Same key and certificate, the guest's view of the server.
-                fs::copy(pki.cert(id.file), pki.cert(guest.file))?;
-                fs::copy(pki.key(id.file), pki.key(guest.file))?;
-                pki.kubeconfig(&guest, &net::guest_server())?;
+                pki.kubeconfig(id, &net::guest_server(), &format!("{}.guest", id.file))?;
             }
         }
         println!("==> control plane (Kubernetes {}) on the host", bins.version);
@@ -240,13 +237,7 @@ pub(crate) fn node_up_failure(results: &[StepResult]) -> Option<String> {
 
 /// The last `lines` lines of a log file.
 pub(crate) fn tail_of(path: &Path, lines: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
+    crate::vm::tail(&fs::read_to_string(path).unwrap_or_default(), lines)
 }
 
 /// `cargo xtask cluster up | down`.

@@ -132,10 +132,11 @@ impl Pki {
         Ok(())
     }
 
-    /// A kubeconfig for `id` reaching the API server at `server`, written to `<dir>/<file>.kubeconfig`.
-    /// Paths inside are absolute: the guest sees the host's filesystem at the same paths.
-    pub(crate) fn kubeconfig(&self, id: &Identity, server: &str) -> Result<PathBuf> {
-        let path = self.dir.join(format!("{}.kubeconfig", id.file));
+    /// A kubeconfig for `id` reaching the API server at `server`, written to `<dir>/<stem>.kubeconfig`
+    /// (one identity may have one per view of the server). Paths inside are absolute: the guest
+    /// sees the host's filesystem at the same paths.
+    pub(crate) fn kubeconfig(&self, id: &Identity, server: &str, stem: &str) -> Result<PathBuf> {
+        let path = self.dir.join(format!("{stem}.kubeconfig"));
         let text = format!(
             "apiVersion: v1
 kind: Config
