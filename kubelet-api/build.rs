@@ -1,7 +1,7 @@
 //! Compiles the kubelet protos with protox (pure Rust, no `protoc`) and generates tonic/prost code.
-//! Each API is compiled on its own into its own directory under `OUT_DIR`: both packages have bare
-//! names (`v1beta1`, `v1`), and another kubelet API with package `v1` would otherwise overwrite
-//! `v1.rs`.
+//! Each API is compiled on its own into its own directory under `OUT_DIR`: several packages have
+//! bare names (`v1beta1`, `v1`, `v1alpha1`), and pod resources and DRA health are both `v1`, so
+//! one would otherwise overwrite the other's `v1.rs`.
 
 use std::{env, fs, path::PathBuf};
 
@@ -12,6 +12,11 @@ fn main() -> Result<(), BoxError> {
     let out = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
     compile("deviceplugin/v1beta1/api.proto", out.join("deviceplugin"))?;
     compile("podresources/v1/api.proto", out.join("podresources"))?;
+    compile("pluginregistration/v1/api.proto", out.join("pluginregistration"))?;
+    compile("dra/v1/api.proto", out.join("dra/v1"))?;
+    compile("dra/v1beta1/api.proto", out.join("dra/v1beta1"))?;
+    compile("dra-health/v1/api.proto", out.join("dra-health/v1"))?;
+    compile("dra-health/v1alpha1/api.proto", out.join("dra-health/v1alpha1"))?;
     Ok(())
 }
 

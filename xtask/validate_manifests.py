@@ -197,11 +197,18 @@ def check_rbac(objects, failures):
     wanted = {(g, r, v) for g, r in [("vfnet.dev", "vfprofiles"), ("vfnet.dev", "vfpools"), ("", "nodes")]
               for v in ("get", "list", "watch")}
     wanted |= {(g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")}
+    # The DRA driver: its node's slices (the admission policy holds it to its node), the claims it
+    # prepares, their device status.
+    wanted |= {("resource.k8s.io", "resourceslices", v)
+               for v in ("get", "list", "watch", "create", "update", "patch", "delete")}
+    wanted |= {("resource.k8s.io", "resourceclaims", "get")}
+    wanted |= {("resource.k8s.io", "resourceclaims/status", v) for v in ("patch", "update")}
     what = f"rendered {name_of(roles[0])}"
     if granted != wanted:
         failures.fail(what, f"grants {sorted(granted - wanted)} beyond, lacks {sorted(wanted - granted)}")
     else:
-        failures.ok(f"{what}: exactly get/list/watch vfprofiles, vfpools, nodes; create/patch events")
+        failures.ok(f"{what}: exactly get/list/watch vfprofiles, vfpools, nodes; create/patch events; "
+                    "its node's resourceslices, get resourceclaims, write resourceclaims/status")
     for binding in (o for o in objects if o["kind"] == "ClusterRoleBinding"):
         subjects = binding.get("subjects", [])
         failures.check(
@@ -223,7 +230,8 @@ def check_rendered(root, kubectl, version, failures):
     objects = [o for o in yaml.safe_load_all(out.stdout) if o]
     kinds = sorted(o["kind"] for o in objects)
     expected = sorted(["Namespace", "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
-                       "ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet"])
+                       "ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "DeviceClass",
+                       "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"])
     failures.check(kinds == expected, "rendered kinds", f"{kinds}, expected {expected}")
     for o in objects:
         if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "vfnet-node-config":
@@ -233,7 +241,8 @@ def check_rendered(root, kubectl, version, failures):
             except (KeyError, TypeError, ValueError) as e:
                 problem = f"data.node.json is not JSON: {e}"
             failures.check(problem is None, "the node configuration (multi-tenant: no overrides)", problem)
-    cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+    cluster_scoped = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "DeviceClass",
+                      "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
     for obj in objects:
         builtin(obj, "rendered", version, failures)
         ns = obj["metadata"].get("namespace")
@@ -283,7 +292,11 @@ def check_examples(root, version, schemas, failures):
                         problems.append(f"config type {config.get('type')!r}, not vfnet")
                     if NODE_KEYS & set(config):
                         problems.append(f"sets node configuration keys {sorted(NODE_KEYS & set(config))}")
-                    if "profile" not in config:
+                    # A network for DRA claims (no resourceName) is governed by the claim's
+                    # profile, which the admin's DeviceClass names.
+                    dra_network = not obj.get("metadata", {}).get("annotations", {}).get(
+                        "k8s.v1.cni.cncf.io/resourceName")
+                    if "profile" not in config and not dra_network:
                         problems.append("names no profile (tenants write network definitions)")
                 except (KeyError, TypeError, ValueError) as e:
                     problems.append(f"spec.config is not a JSON string: {e}")

@@ -37,28 +37,8 @@ use crate::error::{CniError, Code, Result, bad_config};
 use crate::node_config::NodeConfig;
 use crate::version::Version;
 
-/// How the VF reaches the pod (Neutron's `binding:vnic_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VnicType {
-    /// The VF netdev moves into the pod.
-    Direct,
-    /// A macvtap on the VF is created in the pod; the VF stays on the host.
-    Macvtap,
-    /// The VF is bound to vfio-pci for a userspace app; PF-side settings only.
-    Userspace,
-}
-
-impl VnicType {
-    fn parse(s: &str) -> Result<Self> {
-        match s {
-            "direct" => Ok(Self::Direct),
-            "macvtap" => Ok(Self::Macvtap),
-            "userspace" => Ok(Self::Userspace),
-            other => Err(bad_config("vnicType", format!("{other:?} is not one of direct, macvtap, userspace"))),
-        }
-    }
-}
+/// How the VF reaches the pod, from its one home (the DRA driver's opaque config spells it too).
+pub use vfnet_types::VnicType;
 
 /// Parses `macvtapMode` into the mode the netlink layer creates macvtaps with.
 fn parse_macvtap_mode(s: &str) -> Result<MacvtapMode> {
@@ -365,7 +345,9 @@ impl NetConf {
             min_tx_rate,
             max_tx_rate,
             mtu: int(&raw, "mtu", 68, 65535)?.map(|v| v as u32),
-            vnic_type: string(&raw, "vnicType")?.map(|s| VnicType::parse(&s)).transpose()?,
+            vnic_type: string(&raw, "vnicType")?
+                .map(|s| s.parse::<VnicType>().map_err(|e| bad_config("vnicType", e)))
+                .transpose()?,
             macvtap_mode: string(&raw, "macvtapMode")?
                 .map(|s| parse_macvtap_mode(&s))
                 .transpose()?

@@ -4,7 +4,8 @@
 //!   directories and policy, which network definitions (written by tenants) cannot change;
 //! - [`config`]: the network configuration (every sriov-cni key, plus vfnet's);
 //! - [`policy`]: VfProfile and pool governance; [`node_socket`]: asking the node daemon for a
-//!   profile missing from `profileDir`;
+//!   profile missing from `profileDir`; [`dra`]: the pod's VF from a DRA claim the node daemon
+//!   prepared;
 //! - [`journal`]: write-ahead restore state, one file per VF;
 //! - [`cmd`]: ADD, DEL, CHECK, GC, STATUS; [`attach`] and [`vf`] do the netdev and PF-side work
 //!   through the [`host::Host`] seam;
@@ -19,6 +20,7 @@
 pub mod attach;
 pub mod cmd;
 pub mod config;
+pub mod dra;
 pub mod env;
 pub mod error;
 pub mod fault;
@@ -85,7 +87,7 @@ pub fn run<H: Host>(host: &H, var: impl Fn(&str) -> Option<String>, stdin: &[u8]
         Ok(n) => n,
         Err(e) => return fail(CniError::new(Code::NodeConfig, e.to_string()).caused_by(e)),
     };
-    let conf = match NetConf::parse(stdin, &env.args, &node) {
+    let mut conf = match NetConf::parse(stdin, &env.args, &node) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
@@ -100,6 +102,15 @@ pub fn run<H: Host>(host: &H, var: impl Fn(&str) -> Option<String>, stdin: &[u8]
             format!("{} needs cniVersion 1.1.0, the config has {}", command.as_str(), conf.cni_version),
         ));
     }
+    // ADD with neither deviceID nor resourceName: a VF the DRA driver prepared for the pod.
+    let claimed = if command == Command::Add {
+        match dra::claim_for_add(&mut conf, &env) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
+    };
     let ctx = Ctx { env: &env, conf: &conf };
     let span = tracing::info_span!(
         "vfnet",
@@ -109,7 +120,12 @@ pub fn run<H: Host>(host: &H, var: impl Fn(&str) -> Option<String>, stdin: &[u8]
     );
     let _enter = span.enter();
     let outcome = match command {
-        Command::Add => cmd::add::add(host, &ctx).map(|r| r.to_string()),
+        Command::Add => cmd::add::add(host, &ctx).map(|r| {
+            if let Some(device) = &claimed {
+                dra::report(&conf, &env, device, &r);
+            }
+            r.to_string()
+        }),
         Command::Del => cmd::del::del(host, &ctx).map(|()| String::new()),
         Command::Check => cmd::check::check(host, &ctx).map(|()| String::new()),
         Command::Gc => cmd::gc::gc(host, &ctx).map(|()| String::new()),

@@ -30,6 +30,11 @@ pub enum AskError {
 
 /// Asks the daemon listening on `socket` for VfProfile `name`, all within `budget`.
 pub fn ask_profile(socket: &Path, name: &str, budget: Duration) -> Result<Response, AskError> {
+    ask(socket, &Request::Profile(name.to_owned()), budget)
+}
+
+/// Sends `request` to the daemon listening on `socket` and reads its answer, all within `budget`.
+pub fn ask(socket: &Path, request: &Request, budget: Duration) -> Result<Response, AskError> {
     let deadline = Instant::now() + budget;
     let left = || deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero());
     let timed_out = || AskError::TimedOut(budget);
@@ -41,7 +46,7 @@ pub fn ask_profile(socket: &Path, name: &str, budget: Duration) -> Result<Respon
     // A connect to a unix socket does not wait for the daemon to accept (the backlog does).
     let mut stream = UnixStream::connect(socket).map_err(AskError::Connect)?;
     stream.set_write_timeout(Some(left().ok_or_else(timed_out)?)).map_err(AskError::Io)?;
-    stream.write_all(&Request::Profile(name.to_owned()).to_line()).map_err(io)?;
+    stream.write_all(&request.to_line()).map_err(io)?;
     let mut answer = Vec::new();
     let mut chunk = [0u8; 8192];
     while !answer.contains(&b'\n') {

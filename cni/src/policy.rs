@@ -97,6 +97,7 @@ pub fn load_profile(conf: &NetConf) -> Result<Option<VfProfile>> {
         Ok(Response::Profile(object)) => check_served(object, name).map(Some),
         Ok(Response::NotFound) => Err(not_found(format!("says the API server has no VfProfile {name}"))),
         Ok(Response::Error(e)) => Err(not_found(format!("could not get it: {e}"))),
+        Ok(other) => Err(not_found(format!("answered {other:?} to a profile request"))),
         Err(e) => Err(not_found(format!("did not answer: {e}")).caused_by(e)),
     }
 }
@@ -139,14 +140,11 @@ pub fn resolve(conf: &NetConf, profile: Option<&VfProfile>, pod_namespace: Optio
     };
     let name = profile.name();
     let spec = &profile.spec;
-    if let Some(allowed) = &spec.allowed_namespaces {
+    if spec.allowed_namespaces.is_some() {
         match pod_namespace {
-            Some(ns) if spec.allows_namespace(ns) => {}
+            // The wording is shared with the DRA driver's refusal.
             Some(ns) => {
-                return Err(CniError::new(
-                    Code::NamespaceNotAllowed,
-                    format!("namespace {ns} may not use VfProfile {name} (allowedNamespaces: {})", allowed.join(", ")),
-                ));
+                profile.check_namespace(ns).map_err(|e| CniError::new(Code::NamespaceNotAllowed, e.to_string()))?;
             }
             None => {
                 return Err(CniError::new(

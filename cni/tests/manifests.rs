@@ -2,7 +2,9 @@
 //! NetworkAttachmentDefinition's `spec.config` parses as a vfnet configuration, names an example
 //! VfProfile that governs it without contradiction for the pods that use it, and asks (through
 //! `k8s.v1.cni.cncf.io/resourceName`) for an example pool whose device type fits its vnicType;
-//! every example pod requests the resource of each network it names.
+//! every example pod requests the resource of each network it names. The DRA example
+//! (`dra.yaml`) instead: its classes' and template's opaque VfConfigs parse, merge and are governed
+//! by its profile and pools for the tenant's namespace, and refused for another.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,13 +18,22 @@ use vfnet_cni::policy;
 const RESOURCE_ANNOTATION: &str = "k8s.v1.cni.cncf.io/resourceName";
 const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
 
-/// Every document of every example file.
+/// The DRA example, apart: its network names no resource and its pods request claims.
+const DRA_EXAMPLE: &str = "dra.yaml";
+
+/// Every document of every example file but the DRA one.
 fn documents() -> Vec<Value> {
+    examples(|name| name != DRA_EXAMPLE)
+}
+
+/// Every document of the example files whose names `pick` takes.
+fn examples(pick: impl Fn(&str) -> bool) -> Vec<Value> {
     let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/examples");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("manifests/examples exists")
         .map(|e| e.expect("a directory entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&pick))
         .collect();
     files.sort();
     files
@@ -142,4 +153,55 @@ fn example_pods_request_what_their_networks_need() {
         }
     }
     assert_eq!(used.len(), networks.len(), "every example network is used by a pod");
+}
+
+#[test]
+fn the_dra_example_is_governed_for_its_tenant_and_refused_for_another() {
+    use crds::vfconfig::{self, ConfigSource};
+    let docs = examples(|name| name == DRA_EXAMPLE);
+    let of_kind = |kind: &'static str| docs.iter().filter(move |d| d["kind"] == kind);
+    let profile: VfProfile = serde_json::from_value(of_kind("VfProfile").next().expect("a profile").clone()).unwrap();
+    let pools: BTreeMap<String, VfPool> = of_kind("VfPool")
+        .map(|d| {
+            let p: VfPool = serde_json::from_value(d.clone()).unwrap();
+            (p.spec.physical_network.clone().unwrap_or_default(), p)
+        })
+        .collect();
+    let template = of_kind("ResourceClaimTemplate").next().expect("a template");
+    let claim_config = &template["spec"]["spec"]["devices"]["config"][0]["opaque"]["parameters"];
+    let subrequests = template["spec"]["spec"]["devices"]["requests"][0]["firstAvailable"].as_array().unwrap();
+    assert_eq!(subrequests.len(), 2, "physnet1 first, physnet2 as the fallback");
+    for sub in subrequests {
+        let class_name = sub["deviceClassName"].as_str().unwrap();
+        let class = of_kind("DeviceClass").find(|c| c["metadata"]["name"] == class_name).expect("the class");
+        let physnet = class_name.trim_start_matches("vfnet-");
+        let cel = class["spec"]["selectors"][0]["cel"]["expression"].as_str().unwrap();
+        assert!(cel.contains(&format!("physicalNetwork == \"{physnet}\"")) && cel.contains("healthy == true"), "{cel}");
+        let source = ConfigSource::Class(class_name.to_owned());
+        let class_config =
+            vfconfig::parse(&class["spec"]["config"][0]["opaque"]["parameters"], source.clone()).unwrap();
+        let merged = vfconfig::merge(&[
+            (source, class_config),
+            (ConfigSource::Claim, vfconfig::parse(claim_config, ConfigSource::Claim).unwrap()),
+        ])
+        .unwrap();
+        let pool = &pools[physnet];
+        let governed =
+            vfconfig::govern(&merged, pool.metadata.name.as_deref().unwrap(), &pool.spec, Some(&profile), "tenant-a")
+                .unwrap_or_else(|e| panic!("{class_name}: {e}"));
+        assert_eq!((governed.profile.as_deref(), governed.vlan), (Some("tenant-a-dra"), Some(112)));
+        let refused = vfconfig::govern(&merged, "p", &pool.spec, Some(&profile), "tenant-b").unwrap_err();
+        assert_eq!(refused.code(), 102, "{refused}");
+        assert!(refused.to_string().contains("may not use VfProfile tenant-a-dra"), "{refused}");
+    }
+    // The network definition names no resource: the VF comes from the pod's claim.
+    let nad = of_kind("NetworkAttachmentDefinition").next().expect("a network");
+    assert!(nad["metadata"]["annotations"][RESOURCE_ANNOTATION].is_null());
+    let conf = NetConf::parse(
+        str_at(nad, "/spec/config").as_bytes(),
+        &BTreeMap::new(),
+        &vfnet_cni::node_config::NodeConfig::default(),
+    )
+    .unwrap();
+    assert!(conf.device_id.is_none() && conf.resource_name.is_none() && conf.profile.is_none());
 }

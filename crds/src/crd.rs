@@ -1,6 +1,8 @@
 //! The CustomResourceDefinitions of vfnet's resources, rendered as the YAML files checked in
 //! under `crds/` (and copied to `manifests/crds/`, since kustomize only reads files below its
-//! own directory).
+//! own directory), and beside them the JSON schema of the DRA driver's opaque
+//! [`crate::vfconfig::VfConfig`] (`vfconfig.schema.json`, not a Kubernetes object: kustomize
+//! does not list it).
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
@@ -73,14 +75,18 @@ fn tidy_schema(schema: &mut JSONSchemaProps) {
 }
 
 /// Joins the lines of each paragraph with spaces.
-fn unwrap_lines(text: &str) -> String {
+pub(crate) fn unwrap_lines(text: &str) -> String {
     text.split("\n\n")
         .map(|paragraph| paragraph.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
         .collect::<Vec<_>>()
         .join("\n\n")
 }
 
-/// A generated file: its name (`<plural>.<group>.yaml`, the CRD's name) and text.
+/// The file name of the VfConfig JSON schema.
+pub const VFCONFIG_SCHEMA_FILE: &str = "vfconfig.schema.json";
+
+/// A generated file: its name (`<plural>.<group>.yaml`, the CRD's name; or
+/// [`VFCONFIG_SCHEMA_FILE`]) and text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GeneratedFile {
     /// The file name, e.g. `vfprofiles.vfnet.dev.yaml`.
@@ -89,11 +95,11 @@ pub struct GeneratedFile {
     pub text: String,
 }
 
-/// Why a CRD could not be rendered.
+/// Why a CRD or the schema could not be rendered.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot render CRD {name} as YAML: {message}")]
+#[error("cannot render {name}: {message}")]
 pub struct RenderError {
-    /// The CRD's name.
+    /// What was rendered (`CRD vfpools.vfnet.dev`, `vfconfig.schema.json`).
     pub name: String,
     /// The serializer's message.
     pub message: String,
@@ -102,7 +108,8 @@ pub struct RenderError {
 /// Renders one CRD as a YAML document, under a comment saying how it was made.
 pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<GeneratedFile, RenderError> {
     let name = crd.metadata.name.clone().unwrap_or_default();
-    let body = serde_saphyr::to_string(crd).map_err(|e| RenderError { name: name.clone(), message: e.to_string() })?;
+    let body = serde_saphyr::to_string(crd)
+        .map_err(|e| RenderError { name: format!("CRD {name} as YAML"), message: e.to_string() })?;
     let text = format!(
         "# The {kind} CustomResourceDefinition, generated from the vfnet-crds crate by\n\
          # `{GENERATE_COMMAND}`: do not edit (`cargo xtask test` fails when it is stale).\n\
@@ -112,9 +119,18 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<GeneratedFile, RenderEr
     Ok(GeneratedFile { name: format!("{name}.yaml"), text })
 }
 
-/// Every generated file.
+/// The VfConfig JSON schema as a file: pretty JSON, ending in a newline.
+pub fn vfconfig_schema() -> Result<GeneratedFile, RenderError> {
+    let text = serde_json::to_string_pretty(&crate::vfconfig::json_schema())
+        .map_err(|e| RenderError { name: VFCONFIG_SCHEMA_FILE.to_owned(), message: e.to_string() })?;
+    Ok(GeneratedFile { name: VFCONFIG_SCHEMA_FILE.to_owned(), text: format!("{text}\n") })
+}
+
+/// Every generated file: the CRDs, then the VfConfig schema.
 pub fn files() -> Result<Vec<GeneratedFile>, RenderError> {
-    definitions().iter().map(to_yaml).collect()
+    let mut files = definitions().iter().map(to_yaml).collect::<Result<Vec<_>, _>>()?;
+    files.push(vfconfig_schema()?);
+    Ok(files)
 }
 
 #[cfg(test)]
@@ -179,6 +195,7 @@ mod tests {
             vec![
                 col("Resource", "string", ".spec.resourceName"),
                 col("Device type", "string", ".spec.deviceType"),
+                col("Mode", "string", ".spec.mode"),
                 col("Node selector", "string", ".spec.nodeSelector"),
                 col("Age", "date", ".metadata.creationTimestamp"),
             ]
@@ -227,6 +244,8 @@ mod tests {
         let p = &pool["properties"]["spec"]["properties"];
         assert_eq!(p["deviceType"]["enum"], json!(["netdevice", "vfio-pci"]));
         assert_eq!(p["allocationPolicy"]["enum"], json!(["spread", "pack"]));
+        assert_eq!(p["mode"]["enum"], json!(["devicePlugin", "dra"]));
+        assert_eq!(p["mode"]["default"], "devicePlugin");
         assert_eq!(p["resourceName"]["pattern"], "^[A-Za-z0-9_-]+$");
         assert_eq!(pool["properties"]["spec"]["required"], json!(["resourceName"]));
     }
@@ -264,7 +283,9 @@ mod tests {
     fn yaml_round_trips() {
         let files = files().expect("the CRDs render");
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["vfprofiles.vfnet.dev.yaml", "vfpools.vfnet.dev.yaml"]);
+        assert_eq!(names, ["vfprofiles.vfnet.dev.yaml", "vfpools.vfnet.dev.yaml", VFCONFIG_SCHEMA_FILE]);
+        let schema: Value = serde_json::from_str(&files[2].text).expect("the schema is JSON");
+        assert_eq!(schema, serde_json::to_value(crate::vfconfig::json_schema()).expect("the schema serializes"));
         for (file, crd) in files.iter().zip(definitions()) {
             assert!(file.text.starts_with("# The "), "{}", file.name);
             let parsed: Value = serde_saphyr::from_str(&file.text).expect("the YAML parses");

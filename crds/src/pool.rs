@@ -1,9 +1,16 @@
-//! `VfPool`: which VFs become which kubelet resource, on which nodes.
+//! `VfPool`: which VFs become which node resource, on which nodes, and through which API.
 //!
-//! The device plugin advertises the VFs a pool selects as `<prefix>/<resourceName>` (prefix
-//! `vfnet.dev` by default). A VF belongs to the first pool that selects it. Until the daemon
-//! watches `VfPool` objects in the cluster it reads them from its `--pools` file, in the same
-//! shape the API serves (`kubectl get vfpools -o yaml`).
+//! A pool's `mode` says how its VFs reach pods:
+//! - `devicePlugin` (the default): the device plugin advertises them to kubelet as
+//!   `<prefix>/<resourceName>` (prefix `vfnet.dev` by default), for pods to request as extended
+//!   resources;
+//! - `dra`: the DRA driver `vfnet.dev` publishes them as ResourceSlices (one slice pool per node),
+//!   for ResourceClaims to allocate; a claim's opaque [`crate::vfconfig::VfConfig`] picks the
+//!   profile, vnicType and VLAN, governed by [`crate::vfconfig::govern`].
+//!
+//! A VF belongs to the first pool that selects it, so no VF is ever offered both ways. Until the
+//! daemon watches `VfPool` objects in the cluster it reads them from its `--pools` file, in the
+//! same shape the API serves (`kubectl get vfpools -o yaml`).
 //!
 //! Two types hold a whole pool: [`VfPool`], the custom resource (`kube::CustomResource` on
 //! [`VfPoolSpec`], what the API serves), and [`PoolObject`], the same object as a pools file holds
@@ -18,6 +25,7 @@
 //!   deviceType: netdevice           # or vfio-pci
 //!   physicalNetwork: physnet1
 //!   allocationPolicy: spread        # or pack
+//!   mode: devicePlugin              # the default; or dra (ResourceSlices of driver vfnet.dev)
 //!   selector:
 //!     pfNames: ["ens1f0#0-3,6"]     # VFs 0-3 and 6 of ens1f0
 //! ```
@@ -51,6 +59,33 @@ impl fmt::Display for AllocationPolicy {
         f.write_str(match self {
             Self::Spread => "spread",
             Self::Pack => "pack",
+        })
+    }
+}
+
+/// How a pool's VFs reach pods: which of vfnet's two Kubernetes APIs offers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PoolMode {
+    /// Advertised to kubelet by the device plugin as `<prefix>/<resourceName>`.
+    #[default]
+    DevicePlugin,
+    /// Published as ResourceSlices of the DRA driver `vfnet.dev`, one pool per node.
+    Dra,
+}
+
+impl PoolMode {
+    /// True for the default, which pools leave out (so existing objects serialize unchanged).
+    pub fn is_device_plugin(&self) -> bool {
+        *self == Self::DevicePlugin
+    }
+}
+
+impl fmt::Display for PoolMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::DevicePlugin => "devicePlugin",
+            Self::Dra => "dra",
         })
     }
 }
@@ -110,9 +145,10 @@ pub struct VfSelector {
     shortname = "vfpool",
     category = "vfnet",
     derive = "PartialEq",
-    doc = "A VfPool says which SR-IOV VFs become which node resource, on which nodes: the vfnet \
-           device plugin on every node whose labels match nodeSelector advertises the VFs the \
-           selector picks as vfnet.dev/<resourceName>, for pods to request.",
+    doc = "A VfPool says which SR-IOV VFs become which node resource, on which nodes: on every \
+           node whose labels match nodeSelector, the vfnet device plugin advertises the VFs the \
+           selector picks as vfnet.dev/<resourceName>, for pods to request, or (mode: dra) the \
+           DRA driver vfnet.dev publishes them as ResourceSlices, for ResourceClaims to allocate.",
     printcolumn(
         name = "Resource",
         type_ = "string",
@@ -124,6 +160,12 @@ pub struct VfSelector {
         type_ = "string",
         json_path = ".spec.deviceType",
         description = "netdevice or vfio-pci"
+    ),
+    printcolumn(
+        name = "Mode",
+        type_ = "string",
+        json_path = ".spec.mode",
+        description = "devicePlugin (a kubelet resource) or dra (ResourceSlices of driver vfnet.dev)"
     ),
     printcolumn(
         name = "Node selector",
@@ -171,10 +213,19 @@ pub struct VfPoolSpec {
     /// Which VFs the pool takes. Empty: every VF of the node.
     #[serde(default)]
     pub selector: VfSelector,
+    /// How the pool's VFs reach pods: devicePlugin (the default) advertises the pool to kubelet as
+    /// <prefix>/<resourceName>, for pods to request as a resource; dra publishes its VFs as
+    /// ResourceSlices of the DRA driver vfnet.dev, one pool per node, for ResourceClaims to
+    /// allocate. Never both for the same VF: a VF belongs to one pool.
+    #[serde(default, skip_serializing_if = "PoolMode::is_device_plugin")]
+    // schemars leaves out the default of a field serde skips when default: say it.
+    #[schemars(extend("default" = "devicePlugin"))]
+    pub mode: PoolMode,
     /// Only VfProfiles configure this pool's VFs: a network definition that names no profile, or
     /// sets a VF setting itself (vlan, vlanQoS, vlanProto, spoofchk, trust, mac, min_tx_rate,
-    /// max_tx_rate, link_state), is refused. Set it wherever tenants write network definitions
-    /// (multi-tenant clusters); without it the pool's VFs take sriov-cni's keys as they are.
+    /// max_tx_rate, link_state), is refused, and so is (mode dra) a claim whose VfConfig names no
+    /// profile. Set it wherever tenants write network definitions or claims (multi-tenant
+    /// clusters); without it the pool's VFs take sriov-cni's keys as they are.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_profile: bool,
     /// The VfProfiles this pool's VFs may be attached with (needs requireProfile). Absent: any
@@ -390,14 +441,7 @@ impl PoolObject {
             return Err(bad("kind", format!("{:?} is not {KIND}", self.kind)));
         }
         let name = &self.metadata.name;
-        let dns = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 253
-                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-                && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && s.ends_with(|c: char| c.is_ascii_alphanumeric())
-        };
-        if !dns(name) {
+        if !crate::is_object_name(name) {
             return Err(bad(
                 "metadata.name",
                 format!("{name:?} is not an object name (lower-case letters, digits, '-' and '.')"),
@@ -431,6 +475,41 @@ mod tests {
         assert!(r.includes(6) && !r.includes(4));
         let all = parse_pf_name("ens1f0").unwrap();
         assert!(all.includes(4000));
+    }
+
+    #[test]
+    fn mode_defaults_to_the_device_plugin_and_is_left_out_then() {
+        let doc = serde_json::json!({
+            "apiVersion": "vfnet.dev/v1alpha1", "kind": "VfPool",
+            "metadata": {"name": "a"}, "spec": {"resourceName": "a"}
+        });
+        let p = pool(doc.clone()).unwrap();
+        assert_eq!(p.spec.mode, PoolMode::DevicePlugin);
+        let written = serde_json::to_value(&p).unwrap();
+        assert!(written["spec"].get("mode").is_none(), "an existing object serializes unchanged: {written}");
+
+        let mut dra = doc.clone();
+        dra["spec"]["mode"] = serde_json::json!("dra");
+        let p = pool(dra.clone()).unwrap();
+        p.validate().unwrap();
+        assert_eq!((p.spec.mode, p.spec.mode.to_string()), (PoolMode::Dra, "dra".to_owned()));
+        assert_eq!(serde_json::to_value(&p).unwrap()["spec"]["mode"], "dra");
+        // The served object (kube's type) reads it too, and the explicit default.
+        let served: VfPool = serde_json::from_value(dra).unwrap();
+        assert_eq!(PoolObject::from(&served).spec.mode, PoolMode::Dra);
+        let mut explicit = doc.clone();
+        explicit["spec"]["mode"] = serde_json::json!("devicePlugin");
+        assert_eq!(pool(explicit).unwrap().spec.mode, PoolMode::DevicePlugin);
+
+        for bad in ["both", "DRA", "device-plugin"] {
+            let mut d = doc.clone();
+            d["spec"]["mode"] = serde_json::json!(bad);
+            let e = pool(d).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("unknown variant `{bad}`")) && e.contains("expected `devicePlugin` or `dra`"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

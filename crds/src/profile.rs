@@ -143,8 +143,9 @@ pub struct VfProfileSpec {
         extend("x-kubernetes-list-type" = "set")
     )]
     pub allowed_namespaces: Option<Vec<String>>,
-    /// VLANs a pod may choose for itself through the network's args.cni.vlan (Multus cni-args).
-    /// Absent: pods may not choose. With no vlan set, a pod must choose.
+    /// VLANs a pod may choose for itself through the network's args.cni.vlan (Multus cni-args),
+    /// or a ResourceClaim's VfConfig vlan (DRA). Absent: pods may not choose. With no vlan set, a
+    /// pod must choose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_vlan_range: Option<VlanRange>,
 }
@@ -292,6 +293,32 @@ impl VfProfile {
     pub fn name(&self) -> &str {
         self.metadata.name.as_deref().unwrap_or_default()
     }
+
+    /// Refuses pods of `namespace` unless `allowedNamespaces` lets them use the profile. The one
+    /// check (and wording) behind the CNI's code 102 and the DRA driver's refusal, so a tenant
+    /// reads the same sentence whichever path attached the VF.
+    pub fn check_namespace(&self, namespace: &str) -> Result<(), NamespaceNotAllowed> {
+        match &self.spec.allowed_namespaces {
+            Some(allowed) if !self.spec.allows_namespace(namespace) => Err(NamespaceNotAllowed {
+                namespace: namespace.to_owned(),
+                profile: self.name().to_owned(),
+                allowed: allowed.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A namespace that a profile's `allowedNamespaces` does not list (CNI error code 102).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("namespace {namespace} may not use VfProfile {profile} (allowedNamespaces: {})", allowed.join(", "))]
+pub struct NamespaceNotAllowed {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The profile's name.
+    pub profile: String,
+    /// The profile's `allowedNamespaces`.
+    pub allowed: Vec<String>,
 }
 
 #[cfg(test)]
@@ -342,6 +369,28 @@ mod tests {
         assert!(e.contains("unknown variant `up`"), "{e}");
         let e = spec(serde_json::json!({"vlan": -1})).unwrap_err();
         assert!(e.contains("-1"), "{e}");
+    }
+
+    #[test]
+    fn namespace_refusals_have_one_wording() {
+        let profile = |spec: serde_json::Value| -> VfProfile {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "vfnet.dev/v1alpha1", "kind": "VfProfile", "metadata": {"name": "tenant-a"}, "spec": spec
+            }))
+            .unwrap()
+        };
+        let p = profile(serde_json::json!({"allowedNamespaces": ["tenant-a", "ops"]}));
+        p.check_namespace("ops").unwrap();
+        assert_eq!(
+            p.check_namespace("tenant-b").unwrap_err().to_string(),
+            "namespace tenant-b may not use VfProfile tenant-a (allowedNamespaces: tenant-a, ops)"
+        );
+        let none = profile(serde_json::json!({"allowedNamespaces": []}));
+        assert_eq!(
+            none.check_namespace("x").unwrap_err().to_string(),
+            "namespace x may not use VfProfile tenant-a (allowedNamespaces: )"
+        );
+        profile(serde_json::json!({})).check_namespace("anything").unwrap();
     }
 
     #[test]

@@ -50,7 +50,7 @@ fn cel(kind: &str, object: &Value) -> Result<(), String> {
 fn example_profiles_are_valid() {
     let profiles = of_kind("VfProfile");
     let names: Vec<&str> = profiles.iter().map(|(_, d)| d["metadata"]["name"].as_str().unwrap_or_default()).collect();
-    assert_eq!(names, ["tenant-a", "tenant-b"]);
+    assert_eq!(names, ["tenant-a-dra", "tenant-a", "tenant-b"], "dra.yaml's, then profiles.yaml's");
     for (file, doc) in &profiles {
         assert_eq!(doc["apiVersion"], "vfnet.dev/v1alpha1", "{file}");
         let profile: VfProfile =
@@ -68,7 +68,7 @@ fn example_profiles_are_valid() {
         .iter()
         .map(|(_, d)| serde_json::from_value::<VfProfile>(d.clone()).map(|p| p.spec.vlan).unwrap_or_default())
         .collect();
-    assert_eq!(vlans, [Some(100), Some(200)]);
+    assert_eq!(vlans, [Some(110), Some(100), Some(200)]);
 }
 
 #[test]

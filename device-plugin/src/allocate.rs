@@ -21,7 +21,7 @@ use kubelet_api::deviceplugin::v1beta1::{ContainerAllocateResponse, DeviceSpec};
 use serde_json::json;
 use sriov::persist::{self, PersistError};
 use sriov::record::DeviceRecord;
-use vfnet_types::{DeviceType, RunDir};
+use vfnet_types::{DeviceType, PciAddress, RunDir};
 
 use crate::inventory::{Device, PoolDevices};
 use crate::pools::Pool;
@@ -105,9 +105,72 @@ pub fn lookup<'a>(pool: &Pool, devices: &'a PoolDevices, ids: &[String]) -> Resu
         .collect()
 }
 
-fn vfio_host_path(paths: &Paths, group: u32) -> String {
+/// The host side of `/dev/vfio/<group>`: `/dev/vfio/noiommu-<group>` when that exists under
+/// `dev_root` (vfio's no-IOMMU mode names its group nodes so), else `/dev/vfio/<group>`.
+pub fn vfio_host_path(dev_root: &Path, group: u32) -> String {
     let noiommu = format!("/dev/vfio/noiommu-{group}");
-    if paths.dev_root.join(noiommu.trim_start_matches('/')).exists() { noiommu } else { format!("/dev/vfio/{group}") }
+    if dev_root.join(noiommu.trim_start_matches('/')).exists() { noiommu } else { format!("/dev/vfio/{group}") }
+}
+
+/// What `..._INFO` says of one VF (the shape is in the module docs): Allocate fills it from a
+/// [`Device`] and its pool, the DRA driver's CDI specs from a prepared claim, so both give the
+/// same entry ([`Self::entry`]).
+#[derive(Debug, Clone, Copy)]
+pub struct VfInfo<'a> {
+    /// The VF.
+    pub pci: PciAddress,
+    /// Its PF.
+    pub pf: PciAddress,
+    /// The PF's netdev.
+    pub pf_name: Option<&'a str>,
+    /// Index under the PF.
+    pub vf_index: u32,
+    /// Bound driver.
+    pub driver: Option<&'a str>,
+    /// IOMMU group.
+    pub iommu_group: Option<u32>,
+    /// The pool's physical network.
+    pub physical_network: Option<&'a str>,
+    /// The pool's device type.
+    pub device_type: DeviceType,
+}
+
+impl<'a> VfInfo<'a> {
+    /// `d` of `pool`.
+    pub fn of(d: &'a Device, pool: &'a Pool) -> Self {
+        Self {
+            pci: d.pci,
+            pf: d.pf,
+            pf_name: d.pf_netdev.as_deref(),
+            vf_index: d.vf_index,
+            driver: d.driver.as_deref(),
+            iommu_group: d.iommu_group,
+            physical_network: pool.spec.physical_network.as_deref(),
+            device_type: pool.spec.device_type,
+        }
+    }
+
+    /// The entry: `{"generic": ..., "vfnet": ..., "vfio": ...}` (`vfio` for a vfio-pci VF with
+    /// an IOMMU group).
+    pub fn entry(&self) -> serde_json::Value {
+        let mut entry = json!({
+            "generic": {"deviceID": self.pci.to_string()},
+            "vfnet": {
+                "pf": self.pf.to_string(),
+                "pfName": self.pf_name,
+                "vfIndex": self.vf_index,
+                "driver": self.driver,
+                "physicalNetwork": self.physical_network,
+                "deviceType": self.device_type.to_string(),
+            },
+        });
+        if self.device_type == DeviceType::VfioPci
+            && let Some(group) = self.iommu_group
+        {
+            entry["vfio"] = json!({"mount": "/dev/vfio/vfio", "dev-mount": format!("/dev/vfio/{group}")});
+        }
+        entry
+    }
 }
 
 /// The container's response for `devices` (already looked up) of `pool`.
@@ -117,21 +180,10 @@ pub fn response(pool: &Pool, devices: &[&Device], paths: &Paths) -> ContainerAll
     let mut info = serde_json::Map::new();
     let mut specs: BTreeMap<String, DeviceSpec> = BTreeMap::new();
     for (d, id) in devices.iter().zip(&ids) {
-        let mut entry = json!({
-            "generic": {"deviceID": id},
-            "vfnet": {
-                "pf": d.pf.to_string(),
-                "pfName": d.pf_netdev,
-                "vfIndex": d.vf_index,
-                "driver": d.driver,
-                "physicalNetwork": pool.spec.physical_network,
-                "deviceType": pool.spec.device_type.to_string(),
-            },
-        });
+        let entry = VfInfo::of(d, pool).entry();
         if vfio && let Some(group) = d.iommu_group {
-            let host = vfio_host_path(paths, group);
+            let host = vfio_host_path(&paths.dev_root, group);
             let container = format!("/dev/vfio/{group}");
-            entry["vfio"] = json!({"mount": "/dev/vfio/vfio", "dev-mount": container});
             for (host, container) in [("/dev/vfio/vfio".to_owned(), "/dev/vfio/vfio".to_owned()), (host, container)] {
                 specs.entry(host.clone()).or_insert(DeviceSpec {
                     container_path: container,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use vfnet_types::RunDir;
+use vfnet_types::{RunDir, StateDir};
 
 /// Where Multus looks for the device-info files of device plugins (its device-info spec).
 pub const DEFAULT_DEVINFO_DIR: &str = vfnet_types::layout::DEVINFO_DEVICE_PLUGIN_DIR;
@@ -45,6 +45,18 @@ pub struct Config {
     /// Listen to netlink link events and uevents (off only for tests that want the periodic
     /// rescan alone).
     pub kernel_events: bool,
+    /// Cluster mode: serve the DRA kubelet plugin and publish the `mode: dra` pools as
+    /// ResourceSlices.
+    pub dra: bool,
+    /// Where the DRA driver writes CDI specs (a tmpfs on most nodes: rewritten from the
+    /// checkpoint at start).
+    pub cdi_dir: PathBuf,
+    /// vfnet's durable state: the CNI's journals (a VF with one is attached), and the DRA
+    /// checkpoint under `dra/`.
+    pub state_dir: StateDir,
+    /// The daemon pod's UID (downward API): the DRA plugin's sockets are then per pod, so a new
+    /// daemon pod registers beside the old one during a rolling update.
+    pub pod_uid: Option<String>,
 }
 
 impl Config {
@@ -64,6 +76,10 @@ impl Config {
             rescan_interval: Duration::from_secs(10),
             pools_check_interval: Duration::from_secs(1),
             kernel_events: true,
+            dra: true,
+            cdi_dir: PathBuf::from(crate::dra::cdi::DEFAULT_DIR),
+            state_dir: StateDir::default(),
+            pod_uid: None,
         }
     }
 

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::allocate::Paths;
 use crate::cluster::{self, ClusterSync, PoolReport, PoolStatus};
 use crate::config::{self, Config};
+use crate::dra::{self, DraView};
 use crate::inventory::{self, Overlap};
 use crate::metrics::{self, Metrics};
 use crate::node::{self, NodeView};
@@ -31,6 +32,7 @@ use crate::pools::{self, Pool, PoolsError, Refused};
 use crate::registration;
 use crate::server::{PoolState, Shared};
 use crate::watch::{self as events, Trigger};
+use crds::pool::PoolMode;
 
 /// How long a burst of triggers is gathered into one scan.
 const DEBOUNCE: Duration = Duration::from_millis(20);
@@ -75,6 +77,9 @@ pub enum DaemonError {
     /// The node socket cannot be served.
     #[error(transparent)]
     NodeSocket(#[from] NodeSocketError),
+    /// The DRA driver cannot start (its checkpoint or CDI directory).
+    #[error("cannot start the DRA driver: {0}")]
+    Dra(String),
 }
 
 /// A running daemon.
@@ -153,6 +158,8 @@ struct Daemon {
     /// The node socket's server, awaited at shutdown (it removes the socket).
     node_socket: Option<JoinHandle<()>>,
     overlaps: Vec<Overlap>,
+    /// Cluster mode: the DRA pools' devices, for the DRA driver and the slice publisher.
+    dra_view: Option<watch::Sender<Arc<DraView>>>,
     stop: CancellationToken,
 }
 
@@ -207,15 +214,37 @@ pub async fn start(config: Config) -> Result<DaemonHandle, DaemonError> {
     });
     let (triggers, rx) = mpsc::channel(64);
     let socket = node_socket::bind(&config.run_dir)?;
+    let dra_client = client.clone();
     let source = match client {
         None => Source::File,
         Some((client, node)) => {
             Source::Cluster(cluster::start(client, node, &config.run_dir, triggers.clone(), stop.child_token()))
         }
     };
+    let (dra_view, driver) = match (&source, &dra_client) {
+        (Source::Cluster(sync), Some((client, node))) if config.dra => {
+            let (tx, rx) = watch::channel(Arc::new(DraView::default()));
+            let paths = dra::driver::DriverPaths {
+                allocate: shared.paths.clone(),
+                cdi_dir: config.cdi_dir.clone(),
+                checkpoint_dir: config.state_dir.path().join("dra"),
+                state_dir: config.state_dir.clone(),
+            };
+            let driver = dra::driver::Driver::start(client.clone(), paths, rx.clone(), (*sync.profiles).clone())
+                .await
+                .map_err(DaemonError::Dra)
+                .inspect_err(|_| stop.cancel())?;
+            let driver = Arc::new(driver);
+            let sockets = dra::plugin::Sockets::new(&config.kubelet_dir, config.pod_uid.as_deref());
+            tokio::spawn(dra::plugin::run(Arc::clone(&driver), sockets, stop.child_token()));
+            tokio::spawn(dra::publish::run(client.clone(), node.clone(), rx, stop.child_token()));
+            (Some(tx), Some(driver))
+        }
+        _ => (None, None),
+    };
     let node_socket = Some(match &source {
-        Source::File => node_socket::serve(socket, node_socket::FileOnly, stop.child_token()),
-        Source::Cluster(sync) => node_socket::serve(socket, (*sync.profiles).clone(), stop.child_token()),
+        Source::File => node_socket::serve(socket, node_socket::FileOnly, None, stop.child_token()),
+        Source::Cluster(sync) => node_socket::serve(socket, (*sync.profiles).clone(), driver, stop.child_token()),
     });
     let mut daemon = Daemon {
         source,
@@ -230,6 +259,7 @@ pub async fn start(config: Config) -> Result<DaemonHandle, DaemonError> {
         stopping: Vec::new(),
         node_socket,
         overlaps: Vec::new(),
+        dra_view,
         stop: stop.clone(),
         config,
     };
@@ -269,7 +299,8 @@ pub async fn start(config: Config) -> Result<DaemonHandle, DaemonError> {
 /// Scans the node on a blocking thread.
 async fn scan(sysfs: &Sysfs, pools: &[Arc<Pool>]) -> Result<NodeView, DaemonError> {
     let sysfs = sysfs.clone();
-    let link_types = pools.iter().any(|p| p.selector.needs_link_types());
+    // DRA pools publish each VF's link type as an attribute.
+    let link_types = pools.iter().any(|p| p.selector.needs_link_types() || p.spec.mode == PoolMode::Dra);
     Ok(tokio::task::spawn_blocking(move || node::scan(&sysfs, link_types)).await??)
 }
 
@@ -429,12 +460,18 @@ impl Daemon {
             if reports.iter().any(|r| r.pool == pool.name) {
                 continue;
             }
-            let devices = self.servers.get(&pool.name).map_or(0, |h| h.state.borrow().devices.devices.len());
-            reports.push(PoolReport {
-                pool: pool.name.clone(),
-                status: PoolStatus::Advertised { resource: pool.resource.clone() },
-                devices,
-            });
+            let (resource, devices) = match (&self.dra_view, &self.config.node_name) {
+                (Some(view), Some(node)) if pool.spec.mode == PoolMode::Dra => {
+                    let name = dra::slices::pool_name(node, &pool.name);
+                    let devices = view.borrow().pools.get(&name).map_or(0, |s| s.devices.devices.len());
+                    (format!("ResourceSlices of {} (pool {name})", dra::slices::DRIVER), devices)
+                }
+                _ => (
+                    pool.resource.clone(),
+                    self.servers.get(&pool.name).map_or(0, |h| h.state.borrow().devices.devices.len()),
+                ),
+            };
+            reports.push(PoolReport { pool: pool.name.clone(), status: PoolStatus::Advertised { resource }, devices });
         }
         let _ = sync.reports.send(reports);
     }
@@ -508,7 +545,12 @@ impl Daemon {
     /// Brings every pool's server and device list in line with `view` and the current pools.
     fn sync(&mut self, view: &NodeView) {
         let inv = inventory::build(&self.pools, view);
-        let wanted: HashMap<&str, &str> = self.pools.iter().map(|p| (p.name.as_str(), p.resource.as_str())).collect();
+        let wanted: HashMap<&str, &str> = self
+            .pools
+            .iter()
+            .filter(|p| p.spec.mode == PoolMode::DevicePlugin)
+            .map(|p| (p.name.as_str(), p.resource.as_str()))
+            .collect();
         let metrics = Arc::clone(&self.metrics);
         let mut stopped = Vec::new();
         self.servers.retain(|name, h| {
@@ -530,9 +572,16 @@ impl Daemon {
         self.stopping.extend(stopped);
         self.stopping.retain(|t| !t.is_finished());
 
+        let mut dra_pools = std::collections::BTreeMap::new();
         for (pool, devices) in self.pools.iter().zip(inv.pools) {
             self.metrics.set_pool(&pool.resource, devices.devices.len(), devices.healthy());
             let state = PoolState { pool: Arc::clone(pool), devices };
+            if pool.spec.mode == PoolMode::Dra {
+                if let Some(node) = &self.config.node_name {
+                    dra_pools.insert(dra::slices::pool_name(node, &pool.name), state);
+                }
+                continue;
+            }
             match self.servers.get(&pool.name) {
                 Some(h) => {
                     h.state.send_if_modified(|current| {
@@ -565,6 +614,21 @@ impl Daemon {
                     );
                 }
             }
+        }
+        if let Some(tx) = &self.dra_view {
+            let fresh = DraView { pools: dra_pools };
+            tx.send_if_modified(|current| {
+                if **current == fresh {
+                    return false;
+                }
+                for (name, state) in &fresh.pools {
+                    let devices = state.devices.devices.len();
+                    let healthy = state.devices.healthy();
+                    tracing::info!(pool = %name, devices, healthy, "DRA pool devices");
+                }
+                *current = Arc::new(fresh);
+                true
+            });
         }
         if inv.overlaps != self.overlaps {
             for o in &inv.overlaps {

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use sriov::PciAddress;
+use sriov::sysfs::PciId;
 
 use crate::health::{self, Health};
 use crate::node::NodeView;
@@ -25,12 +26,22 @@ pub struct Device {
     pub pf_netdev: Option<String>,
     /// Index under the PF.
     pub vf_index: u32,
+    /// The VF's PCI vendor id.
+    pub vendor: PciId,
+    /// The VF's PCI device id (not the PF's).
+    pub device: PciId,
     /// Bound driver.
     pub driver: Option<String>,
     /// IOMMU group (`/dev/vfio/<group>`).
     pub iommu_group: Option<u32>,
     /// NUMA node.
     pub numa_node: Option<u32>,
+    /// The link type the selector saw (`ether`, `infiniband`): the VF netdev's, or else its PF's.
+    /// `None` when the scan read no link types ([`crate::node::scan`] reads them only when asked)
+    /// or neither has a netdev.
+    pub link_type: Option<String>,
+    /// The PCIe root complex above the VF (`pci0000:00`), when sysfs tells.
+    pub pcie_root: Option<String>,
     /// Health, with the reason.
     pub health: Health,
 }
@@ -109,9 +120,13 @@ pub fn build(pools: &[Arc<Pool>], view: &NodeView) -> Inventory {
                     pf: pf.pci,
                     pf_netdev: pf.netdev.clone(),
                     vf_index: vf.index,
+                    vendor: vf.vendor,
+                    device: vf.device,
                     driver: vf.driver.clone(),
                     iommu_group: vf.iommu_group,
                     numa_node: vf.numa_node,
+                    link_type: link_type.map(str::to_owned),
+                    pcie_root: vf.pcie_root.clone(),
                     health: health::check(pools[i].spec.device_type, pf, vf),
                 });
             }
@@ -150,9 +165,15 @@ mod tests {
         assert_eq!(inv.pools[1].devices.len(), 4);
         assert_eq!(inv.overlaps.len(), 2);
         assert_eq!((inv.overlaps[0].owner.as_str(), inv.overlaps[0].other.as_str()), ("a", "b"));
-        let id = inv.pools[0].devices[1].pci.to_string();
+        let d = &inv.pools[0].devices[1];
+        assert_eq!((d.vendor.to_string(), d.device.to_string()), ("8086".to_owned(), "10ca".to_owned()));
+        assert_eq!((d.link_type.as_deref(), d.pcie_root.as_deref()), (None, Some("pci0000:00")));
+        let id = d.pci.to_string();
         assert_eq!(inv.pools[0].get(&id).map(|d| d.vf_index), Some(1));
         assert!(inv.pools[0].get("nonsense").is_none());
+        // With link types read, the device carries the one the selector saw.
+        let typed = build(&pools, &node::scan(&f.sysfs(), true).unwrap());
+        assert_eq!(typed.pools[0].devices[1].link_type.as_deref(), Some("ether"));
 
         // A VF netdev carrying the default route is left out.
         let vf3 = view.node.pfs[0].vfs[3].netdev.clone().unwrap();

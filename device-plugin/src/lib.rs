@@ -13,6 +13,7 @@
 //!   labels, Events);
 //! - [`node_socket`]: `<run-dir>/daemon.sock`, where the CNI plugin asks for a VfProfile not
 //!   mirrored yet;
+//! - [`dra`]: vfnet as a DRA driver (`vfnet.dev`): pools' devices as `ResourceSlice`s;
 //! - [`daemon`]: all of it together; [`config`]: its settings.
 
 // A library crate: every public item says why it is there (`cargo xtask test` denies warnings).
@@ -22,6 +23,7 @@ pub mod allocate;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod dra;
 pub mod health;
 pub mod inventory;
 pub mod metrics;

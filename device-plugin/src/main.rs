@@ -70,6 +70,20 @@ struct Args {
     /// Log format.
     #[arg(long, env = "VFNET_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Cluster mode: serve the DRA kubelet plugin `vfnet.dev` and publish `mode: dra` pools as
+    /// ResourceSlices ("off" to serve device-plugin pools only).
+    #[arg(long, env = "VFNET_DRA", default_value = "on", value_parser = ["on", "off"])]
+    dra: String,
+    /// Where the DRA driver writes CDI specs.
+    #[arg(long, env = "VFNET_CDI_DIR", default_value = vfnet_device_plugin::dra::cdi::DEFAULT_DIR)]
+    cdi_dir: PathBuf,
+    /// vfnet's durable state directory (the CNI's journals; the DRA checkpoint in dra/).
+    #[arg(long, env = "VFNET_STATE_DIR", default_value = vfnet_types::layout::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// The daemon pod's UID (downward API `metadata.uid`): per-pod DRA plugin sockets, for
+    /// rolling updates of the daemon without a gap.
+    #[arg(long, env = "VFNET_POD_UID")]
+    pod_uid: Option<String>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -128,6 +142,10 @@ impl Args {
             ),
         };
         c.rescan_interval = self.rescan_interval;
+        c.dra = self.dra == "on";
+        c.cdi_dir = self.cdi_dir.clone();
+        c.state_dir = vfnet_types::StateDir::new(&self.state_dir);
+        c.pod_uid = self.pod_uid.clone().filter(|u| !u.is_empty());
         Ok(c)
     }
 }

@@ -5,6 +5,8 @@
 //! binary exec'd once per pod, free of a Kubernetes client, TLS and an async runtime. The
 //! protocol (one JSON request line, one JSON response line) is [`vfnet_types::node_socket`].
 //!
+//! - **DRA.** The pod's prepared claim VFs, and the attachments the CNI reports for the claims'
+//!   device status, are the DRA driver's ([`crate::dra::driver`]).
 //! - **Answers.** In cluster mode, from the watch's store if it holds the profile (or from the
 //!   file the watch mirrored while its store waits for a list to complete); else the daemon GETs it from the API server (within [`API_GET_TIMEOUT`]) and mirrors what it got into
 //!   the profile directory, as the watch would. In file-only mode there is no API server to ask,
@@ -35,6 +37,7 @@ use vfnet_types::node_socket::{MAX_REQUEST_BYTES, Request, Response};
 use vfnet_types::{ProfileDir, RunDir};
 
 use crate::cluster;
+use crate::dra::driver::Driver;
 
 /// How long the API server gets to serve one profile (the CNI plugin waits 3 s in all).
 pub const API_GET_TIMEOUT: Duration = Duration::from_secs(2);
@@ -179,7 +182,12 @@ pub(crate) fn bind(run_dir: &RunDir) -> Result<NodeSocket, NodeSocketError> {
 }
 
 /// Serves `socket` until `stop`, then removes it (if it is still this one).
-pub(crate) fn serve<P: Profiles>(socket: NodeSocket, profiles: P, stop: CancellationToken) -> JoinHandle<()> {
+pub(crate) fn serve<P: Profiles>(
+    socket: NodeSocket,
+    profiles: P,
+    dra: Option<Arc<Driver>>,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
     let profiles = Arc::new(profiles);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
@@ -202,8 +210,12 @@ pub(crate) fn serve<P: Profiles>(socket: NodeSocket, profiles: P, stop: Cancella
                 continue;
             };
             let profiles = Arc::clone(&profiles);
+            let dra = dra.clone();
             tokio::spawn(async move {
-                if tokio::time::timeout(CONNECTION_TIMEOUT, connection(stream, &*profiles)).await.is_err() {
+                if tokio::time::timeout(CONNECTION_TIMEOUT, connection(stream, &*profiles, dra.as_deref()))
+                    .await
+                    .is_err()
+                {
                     tracing::debug!("node socket: a client took over {CONNECTION_TIMEOUT:?}; dropped");
                 }
                 drop(slot);
@@ -221,10 +233,19 @@ pub(crate) fn serve<P: Profiles>(socket: NodeSocket, profiles: P, stop: Cancella
 }
 
 /// One exchange: reads the request line, writes the answer.
-async fn connection<S: AsyncRead + AsyncWrite + Unpin, P: Profiles>(stream: S, profiles: &P) {
+async fn connection<S: AsyncRead + AsyncWrite + Unpin, P: Profiles>(stream: S, profiles: &P, dra: Option<&Driver>) {
     let (read, mut write) = tokio::io::split(stream);
     let answer = match read_request(read).await {
         Ok(Request::Profile(name)) => profile(profiles, &name).await,
+        // Without the DRA driver (file-only mode) no pod has claimed VFs.
+        Ok(Request::DraDevices(pod)) => match dra {
+            Some(d) => Response::DraDevices(d.pod_devices(&pod).await),
+            None => Response::DraDevices(Vec::new()),
+        },
+        Ok(Request::DraAttached(a)) => match dra {
+            Some(d) => d.attached(a).await.map_or_else(Response::Error, |()| Response::Done),
+            None => Response::Error("no DRA driver: the daemon runs in file-only mode".to_owned()),
+        },
         Err(e) => e,
     };
     if let Response::Error(e) = &answer {
@@ -276,7 +297,7 @@ mod tests {
     /// The answer to `request` (bytes as the client sends them, then its end closed).
     async fn exchange(request: &[u8], profiles: &impl Profiles) -> Response {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
-        let serving = connection(server, profiles);
+        let serving = connection(server, profiles, None);
         let asking = async {
             client.write_all(request).await.unwrap();
             client.shutdown().await.unwrap();
@@ -312,7 +333,7 @@ mod tests {
     async fn refuses_bad_requests_with_the_reason() {
         let p = served();
         let long = format!("{{\"profile\":\"{}\"}}\n", "a".repeat(MAX_REQUEST_BYTES));
-        assert_eq!(error(exchange(long.as_bytes(), &p).await), "bad request: over 1024 bytes");
+        assert_eq!(error(exchange(long.as_bytes(), &p).await), "bad request: over 4096 bytes");
         let e = error(exchange(b"{\"profile\": tenant-a}\n", &p).await);
         assert!(e.starts_with("bad request: not a node socket message: "), "{e}");
         let e = error(exchange(b"{\"pool\":\"a\"}\n", &p).await);
@@ -337,7 +358,7 @@ mod tests {
         // A socket nobody serves any more (an earlier run's).
         drop(std::os::unix::net::UnixListener::bind(run.daemon_socket()).unwrap());
         let stop = CancellationToken::new();
-        let task = serve(bind(&run).unwrap(), served(), stop.clone());
+        let task = serve(bind(&run).unwrap(), served(), None, stop.clone());
         let mode = std::fs::metadata(run.daemon_socket()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(std::fs::read_dir(run.path()).unwrap().count(), 1, "no staging directory left");

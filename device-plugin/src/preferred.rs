@@ -113,9 +113,13 @@ mod tests {
                     pf: PciAddress { domain: 0, bus, device: 0, function: 0 },
                     pf_netdev: Some(format!("eth{bus}")),
                     vf_index: u32::from(i),
+                    vendor: sriov::sysfs::PciId(0x8086),
+                    device: sriov::sysfs::PciId(0x1889),
                     driver: Some("iavf".into()),
                     iommu_group: None,
                     numa_node: Some(numa),
+                    link_type: None,
+                    pcie_root: None,
                     health: Health::Healthy,
                 });
             }

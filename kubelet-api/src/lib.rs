@@ -6,6 +6,12 @@
 //! - [`podresources`]: pod resources API `v1` (`PodResourcesLister`, served by kubelet), with
 //!   [`podresources::allocated_devices`], a blocking helper for plain (non-async) callers such as
 //!   the CNI plugin;
+//! - [`pluginregistration`]: plugin registration (`Registration`, served by a plugin in
+//!   kubelet's plugins_registry directory and called by kubelet), how a DRA driver announces
+//!   itself;
+//! - [`dra`]: the DRA plugin API `v1` and `v1beta1` (`DRAPlugin`, served by a DRA driver);
+//! - [`dra_health`]: the DRA resource health API `v1` and `v1alpha1` (`DRAResourceHealth`,
+//!   optional, served by a DRA driver next to `DRAPlugin`);
 //! - [`uds`]: gRPC over unix sockets, client and server side.
 //!
 //! kubelet's side in-process, for tests, is `vfnet_testkit::kubelet`.
@@ -20,10 +26,13 @@ macro_rules! kubelet_root {
     };
 }
 
-/// kubelet's default root directory (`--root-dir`): the device plugin and pod resources sockets
-/// live below it.
+/// kubelet's default root directory (`--root-dir`): the device plugin, pod resources and plugin
+/// registration sockets live below it.
 pub const KUBELET_ROOT: &str = kubelet_root!();
 
 pub mod deviceplugin;
+pub mod dra;
+pub mod dra_health;
+pub mod pluginregistration;
 pub mod podresources;
 pub mod uds;

@@ -1,16 +1,21 @@
 //! Fake sysfs trees for tests and benchmarks, laid out with the kernel's real link structure:
 //!
 //! ```text
-//! sys/devices/pci0000:00/<pci>/              the device directories (vendor, device, ...)
-//! sys/bus/pci/devices/<pci>     -> ../../../devices/pci0000:00/<pci>
+//! sys/devices/<root>/<pci>/                  the device directories (vendor, device, ...)
+//! sys/bus/pci/devices/<pci>     -> ../../../devices/<root>/<pci>
 //! sys/bus/pci/drivers/<driver>/
-//! sys/class/net/<if>            -> ../../devices/pci0000:00/<pci>/net/<if>
+//! sys/class/net/<if>            -> ../../devices/<root>/<pci>/net/<if>
 //! <pci>/net/<if>/device         -> ../../../<pci>
+//! <pci>/net/<if>/type           1 (ARPHRD_ETHER)
 //! <pf>/virtfnN                  -> ../<vf>
 //! <vf>/physfn                   -> ../<pf>
 //! <dev>/driver                  -> ../../../bus/pci/drivers/<driver>
 //! <vf>/iommu_group              -> ../../../kernel/iommu_groups/<n>
 //! ```
+//!
+//! `<root>` is the PCIe root complex, one per PCI domain: `pci<domain>:00` ([`pcie_root`]).
+//! Devices sit right under it, without the bridges a real tree has between the root and an
+//! endpoint (nothing reads them).
 //!
 //! Build one with [`FixtureBuilder`], then point a [`Sysfs`] at [`Fixture::root`].
 
@@ -113,6 +118,12 @@ impl PfSpec {
     }
 }
 
+/// The PCIe root complex the fixture puts device `pci` under: one per PCI domain,
+/// `pci<domain>:00` (`pci0000:00` for domain 0), as a host bridge per segment has it.
+pub fn pcie_root(pci: &PciAddress) -> String {
+    format!("pci{:04x}:00", pci.domain)
+}
+
 /// Drivers that expose no netdev: the VF belongs to a userspace app.
 fn is_netdev_driver(driver: Option<&str>) -> bool {
     !matches!(driver, None | Some("vfio-pci" | "uio_pci_generic" | "igb_uio"))
@@ -160,13 +171,9 @@ impl FixtureBuilder {
     pub fn build(self) -> io::Result<Fixture> {
         let dir = tempfile::tempdir()?;
         let fixture = Fixture { dir, pfs: self.pfs.clone() };
-        for dir in [
-            "sys/bus/pci/devices",
-            "sys/bus/pci/drivers",
-            "sys/class/net",
-            "sys/kernel/iommu_groups",
-            "sys/devices/pci0000:00",
-        ] {
+        for dir in
+            ["sys/bus/pci/devices", "sys/bus/pci/drivers", "sys/class/net", "sys/kernel/iommu_groups", "sys/devices"]
+        {
             fs::create_dir_all(fixture.root().join(dir))?;
         }
         let mut iommu_group = 10;
@@ -223,9 +230,9 @@ impl Fixture {
         &self.pfs
     }
 
-    /// The real directory of a device (`sys/devices/pci0000:00/<pci>`).
+    /// The real directory of a device (`sys/devices/<root>/<pci>`, [`pcie_root`]).
     pub fn device_dir(&self, pci: &PciAddress) -> PathBuf {
-        self.root().join("sys/devices/pci0000:00").join(pci.to_string())
+        self.root().join("sys/devices").join(pcie_root(pci)).join(pci.to_string())
     }
 
     fn add_device(
@@ -243,7 +250,7 @@ impl Fixture {
         fs::write(dir.join("device"), format!("0x{device:04x}\n"))?;
         fs::write(dir.join("numa_node"), numa.map_or("-1\n".to_owned(), |n| format!("{n}\n")))?;
         symlink(
-            format!("../../../devices/pci0000:00/{pci}"),
+            format!("../../../devices/{}/{pci}", pcie_root(pci)),
             self.root().join("sys/bus/pci/devices").join(pci.to_string()),
         )?;
         if let Some(group) = iommu_group {
@@ -259,8 +266,13 @@ impl Fixture {
         fs::write(dir.join("operstate"), format!("{operstate}\n"))?;
         fs::write(dir.join("carrier"), if operstate == "up" { "1\n" } else { "0\n" })?;
         fs::write(dir.join("mtu"), format!("{mtu}\n"))?;
+        // ARPHRD_ETHER: every fixture NIC is Ethernet.
+        fs::write(dir.join("type"), "1\n")?;
         symlink(format!("../../../{pci}"), dir.join("device"))?;
-        symlink(format!("../../devices/pci0000:00/{pci}/net/{name}"), self.root().join("sys/class/net").join(name))
+        symlink(
+            format!("../../devices/{}/{pci}/net/{name}", pcie_root(pci)),
+            self.root().join("sys/class/net").join(name),
+        )
     }
 
     fn remove_netdevs(&self, pci: &PciAddress) -> io::Result<()> {

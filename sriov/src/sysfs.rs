@@ -8,7 +8,10 @@
 //! - a VF's directory holds `physfn -> ../<pf>`;
 //! - any PCI function may hold `driver -> .../drivers/<name>`, `iommu_group -> .../<n>`,
 //!   `numa_node` (-1 when unknown) and `net/<ifname>/` for each netdev it owns in the namespace
-//!   sysfs was mounted in.
+//!   sysfs was mounted in;
+//! - `sys/bus/pci/devices/<pci>` links to the device's real directory,
+//!   `sys/devices/pci<domain>:<bus>/<bridges...>/<pci>`, whose first component is the PCIe root
+//!   complex the device hangs off (what DRA's `resource.kubernetes.io/pcieRoot` names).
 //!
 //! Every path is taken relative to an injectable root (`/` on a node, a temp dir in tests, see
 //! [`crate::fixture`]).
@@ -240,6 +243,10 @@ pub struct Vf {
     pub iommu_group: Option<u32>,
     /// NUMA node.
     pub numa_node: Option<u32>,
+    /// The PCIe root complex above it (`pci0000:00`): the first component of its real directory
+    /// under `sys/devices`. `None` when its `sys/bus/pci/devices` entry is not a link into a
+    /// `sys/devices/pci*` tree (some hypervisors' virtual buses).
+    pub pcie_root: Option<String>,
 }
 
 /// Where a VF sits: its PF and index.
@@ -368,7 +375,8 @@ impl Sysfs {
     /// Reads one VF.
     pub fn vf(&self, pci: &PciAddress) -> Result<Vf> {
         let loc = self.locate_vf(pci)?;
-        self.read_vf(pci, loc.index, &loc.pf, loc.pf_netdev)
+        let bus = Dir::open(self.pci_devices()).ok();
+        read_vf_at(&self.open_device(None, pci)?, bus.as_ref(), pci, loc.index, &loc.pf, loc.pf_netdev)
     }
 
     /// Resolves a VF's PCI address to its PF and index, through `physfn` and the PF's `virtfnN`.
@@ -494,12 +502,22 @@ impl Sysfs {
             Some(name) => Some(read_link_status(&dir, name)?),
             None => None,
         };
+        // `sys/bus/pci/devices`, whose links give the VFs' PCIe roots: the one discovery holds
+        // open, or opened here once for all VFs (unopenable: the roots are unknown).
+        let opened;
+        let bus = match devices {
+            Some(d) => Some(d),
+            None => {
+                opened = Dir::open(self.pci_devices()).ok();
+                opened.as_ref()
+            }
+        };
         let read = |(index, name): &(u32, String)| {
             self.open_virtfn(&dir, name).and_then(|(vf_pci, vf_dir)| {
                 if *index >= total_vfs {
                     return Err(SysfsError::VfIndexOutOfRange { pf: *pci, index: *index, total_vfs });
                 }
-                read_vf_at(&vf_dir, &vf_pci, *index, pci, netdev.clone())
+                read_vf_at(&vf_dir, bus, &vf_pci, *index, pci, netdev.clone())
             })
         };
         let mut vfs = Vec::new();
@@ -524,11 +542,6 @@ impl Sysfs {
             link,
             vfs,
         })
-    }
-
-    /// Opens VF `pci`'s directory and reads it as VF `index` of `pf`.
-    fn read_vf(&self, pci: &PciAddress, index: u32, pf: &PciAddress, pf_netdev: Option<String>) -> Result<Vf> {
-        read_vf_at(&self.open_device(None, pci)?, pci, index, pf, pf_netdev)
     }
 
     /// Follows the PF's `virtfnN` link `name` to its VF: the VF's address and open directory.
@@ -561,8 +574,16 @@ impl Sysfs {
     }
 }
 
-/// Reads the VF whose directory is `dir` as VF `index` of `pf`.
-fn read_vf_at(dir: &Dir, pci: &PciAddress, index: u32, pf: &PciAddress, pf_netdev: Option<String>) -> Result<Vf> {
+/// Reads the VF whose directory is `dir` as VF `index` of `pf`; `bus` is `sys/bus/pci/devices`
+/// (for its PCIe root; `None`: unknown).
+fn read_vf_at(
+    dir: &Dir,
+    bus: Option<&Dir>,
+    pci: &PciAddress,
+    index: u32,
+    pf: &PciAddress,
+    pf_netdev: Option<String>,
+) -> Result<Vf> {
     match dir.link_target("physfn")? {
         Some(target) if parse_pci_name(dir, "physfn", &target)? == *pf => {}
         Some(_) => return Err(SysfsError::VfNotListed { vf: *pci, pf: *pf }),
@@ -587,7 +608,46 @@ fn read_vf_at(dir: &Dir, pci: &PciAddress, index: u32, pf: &PciAddress, pf_netde
             })
             .transpose()?,
         numa_node: read_numa_node(dir)?,
+        pcie_root: match bus {
+            Some(bus) => read_pcie_root(bus, pci)?,
+            None => None,
+        },
     })
+}
+
+/// The PCIe root of device `pci` from its `sys/bus/pci/devices` link (`bus` is that directory).
+/// No link (the device is going away, or the entry is a plain directory) or a target outside a
+/// `sys/devices/pci*` tree: `None`.
+fn read_pcie_root(bus: &Dir, pci: &PciAddress) -> Result<Option<String>> {
+    let name = pci.to_string();
+    match bus.read_link(&name) {
+        Ok(target) => Ok(pcie_root_of(&target, &name)),
+        Err(Errno::ENOENT | Errno::EINVAL) => Ok(None),
+        Err(e) => Err(SysfsError::Read { path: bus.entry(&name), source: e.into() }),
+    }
+}
+
+/// The PCIe root in the target of link `sys/bus/pci/devices/<name>`: the target is resolved
+/// against that directory and must read `sys/devices/pci<...>/.../<name>`, as in the helper
+/// Kubernetes offers DRA drivers (`deviceattribute.GetPCIeRootAttributeByPCIBusID`).
+fn pcie_root_of(target: &Path, name: &str) -> Option<String> {
+    use std::path::Component;
+    let mut parts: Vec<&str> = vec!["sys", "bus", "pci", "devices"];
+    for c in target.components() {
+        match c {
+            Component::RootDir => parts.clear(),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::Normal(s) => parts.push(s.to_str()?),
+            Component::Prefix(_) => return None,
+        }
+    }
+    match parts.as_slice() {
+        ["sys", "devices", root, .., last] if root.starts_with("pci") && *last == name => Some((*root).to_owned()),
+        _ => None,
+    }
 }
 
 /// The most threads one PF's VFs are read on.
@@ -729,4 +789,44 @@ fn read_link_status(dev_dir: &Dir, netdev: &str) -> Result<LinkStatus> {
         expected: "an MTU",
     })?;
     Ok(LinkStatus { operstate, carrier, mtu })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::{FixtureBuilder, PfSpec};
+
+    #[test]
+    fn pcie_root_is_the_first_component_under_sys_devices() {
+        let vf = "0000:01:10.0";
+        let root = |target: &str| pcie_root_of(Path::new(target), vf);
+        assert_eq!(root("../../../devices/pci0000:00/0000:00:02.0/0000:01:10.0").as_deref(), Some("pci0000:00"));
+        assert_eq!(root("/sys/devices/pci0001:80/0000:01:10.0").as_deref(), Some("pci0001:80"));
+        // A hypervisor's virtual bus, a target naming another device, no root at all.
+        assert_eq!(root("../../../devices/LNXSYSTM:00/VMBUS:00/pci7870:00/0000:01:10.0"), None);
+        assert_eq!(root("../../../devices/pci0000:00/0000:01:10.1"), None);
+        assert_eq!(root("../../../devices/0000:01:10.0"), None);
+        assert_eq!(root("../../devices/pci0000:00/0000:01:10.0"), None);
+    }
+
+    #[test]
+    fn vfs_carry_their_pcie_root() {
+        let f = FixtureBuilder::new()
+            .pf(PfSpec::igb("0000:00:09.0".parse().unwrap(), "eth0").vfs(7, 2))
+            .pf(PfSpec::igb("0001:03:00.0".parse().unwrap(), "eth1").vfs(7, 1))
+            .build()
+            .unwrap();
+        let sysfs = f.sysfs();
+        let node = sysfs.discover().unwrap();
+        let roots: Vec<Option<&str>> = node.vfs().map(|vf| vf.pcie_root.as_deref()).collect();
+        assert_eq!(roots, [Some("pci0000:00"), Some("pci0000:00"), Some("pci0001:00")]);
+        // The single reads agree with discovery.
+        let vf = node.pfs[1].vfs[0].pci;
+        assert_eq!(sysfs.vf(&vf).unwrap().pcie_root.as_deref(), Some("pci0001:00"));
+        assert_eq!(sysfs.pf(&node.pfs[1].pci).unwrap().vfs, node.pfs[1].vfs);
+        // No link, no root; the VF is read all the same.
+        let entry = sysfs.pci_dir(&vf);
+        fs::remove_file(&entry).unwrap();
+        assert_eq!(sysfs.pf(&node.pfs[1].pci).unwrap().vfs[0].pcie_root, None);
+    }
 }

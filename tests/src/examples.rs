@@ -5,7 +5,9 @@
 //! `registry.k8s.io/pause` from); and tenant-a's profile loses its `maxTxRateMbps` (the emulated
 //! igb has no link speed and refuses any rate with EINVAL, which vfnet rightly reports as a failed
 //! ADD; the VM suite proves that refusal). The userspace pool's VFs are bound to vfio-pci by the
-//! node administrator's step in [`setup`], as with the reference device plugin.
+//! node administrator's step in [`setup`], as with the reference device plugin. The DRA example
+//! (`dra.yaml`, [`setup_dra`]) is adapted the same way: its pools select VFs of this PF, its pod
+//! runs the sandbox image.
 
 use std::time::Duration;
 
@@ -106,15 +108,114 @@ pub fn example_pods() -> Result<Vec<Value>> {
     Ok(pods)
 }
 
-/// Installs vfnet, the example namespaces, profiles and pools; waits for the pools' capacity.
-pub fn setup() -> Result<Pf> {
-    ensure_installed()?;
-    // Each scenario starts with no tenant pod, whatever an earlier one left after failing.
+/// The DRA example's pools (`manifests/examples/dra.yaml`).
+pub const DRA_POOLS: [&str; 2] = ["dra-physnet1", "dra-physnet2"];
+
+/// The DRA example's objects for this node: its pools on this PF (dra-physnet1 VF 0, dra-physnet2
+/// VFs 1, 4 and 5, which exist only with 6 VFs; numVfs 4), and its pod on the sandbox image. The
+/// rest (profile, DeviceClasses, template, network) as written.
+pub fn dra_objects(pf: &str) -> Result<Vec<Value>> {
+    let image = sandbox_image()?;
+    let mut objects = example("dra.yaml")?;
+    for o in &mut objects {
+        match (o["kind"].as_str(), o["metadata"]["name"].as_str()) {
+            (Some("VfPool"), Some("dra-physnet1")) => {
+                o["spec"]["selector"]["pfNames"] = json!([format!("{pf}#0")]);
+                o["spec"]["numVfs"] = json!(NUM_VFS);
+            }
+            (Some("VfPool"), Some("dra-physnet2")) => o["spec"]["selector"]["pfNames"] = json!([format!("{pf}#1,4-5")]),
+            (Some("VfPool"), other) => bail!("unexpected DRA example pool {other:?}"),
+            (Some("Pod"), _) => {
+                for c in o["spec"]["containers"].as_array_mut().into_iter().flatten() {
+                    c["image"] = json!(image);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(objects)
+}
+
+/// Deletes every tenant pod (each scenario starts with none, whatever an earlier one left after
+/// failing) and the DRA example's pools (they would take the device-plugin pools' VFs).
+fn clean_slate() -> Result<()> {
     for ns in ["tenant-a", "tenant-b"] {
         if kubectl(&["get", "namespace", ns]).is_ok() {
             kubectl(&["-n", ns, "delete", "pods", "--all", "--wait=true", "--timeout=180s"])?;
         }
     }
+    let mut args = vec!["delete", "vfpool", "--ignore-not-found", "--wait=true"];
+    args.extend(DRA_POOLS);
+    kubectl(&args)?;
+    Ok(())
+}
+
+/// Waits for the igb PF to have its `NUM_VFS` VFs, with the userspace pool's (2-3) on vfio-pci and
+/// the others on igbvf.
+fn vfs_ready(name: &str) -> Result<Pf> {
+    let pf = wait_for(&format!("{NUM_VFS} VFs on {name}"), Duration::from_secs(120), || {
+        let pf = igb_pf()?;
+        Ok((pf.vfs.len() == NUM_VFS as usize).then_some(pf))
+    })?;
+    for vf in &pf.vfs {
+        let want = if (2..4).contains(&vf.index) { Some("vfio-pci") } else { None };
+        let is_vfio = vf.driver.as_deref() == Some("vfio-pci");
+        if want.is_some() != is_vfio {
+            rebind(&vf.pci, want)?;
+        }
+    }
+    Ok(pf)
+}
+
+/// The DRA scenarios' node: vfnet installed, the example namespaces and profiles, the userspace
+/// device-plugin pool on VFs 2-3 beside the DRA example (VFs 0 and 1; the netdevice device-plugin
+/// pool removed, since its VFs are now the DRA pools'); waits for both DRA pools' slices.
+pub fn setup_dra() -> Result<Pf> {
+    ensure_installed()?;
+    clean_slate()?;
+    let pf = igb_pf()?;
+    let name = pf_name(&pf)?;
+    apply_objects(&example("namespaces.yaml")?)?;
+    apply_objects(&profiles()?)?;
+    kubectl(&["delete", "vfpool", "sriov-net", "--ignore-not-found", "--wait=true"])?;
+    let dpdk: Vec<Value> = pools(&name)?.into_iter().filter(|p| p["metadata"]["name"] == "sriov-dpdk").collect();
+    apply_objects(&dpdk)?;
+    let objects: Vec<Value> = dra_objects(&name)?.into_iter().filter(|o| o["kind"] != "Pod").collect();
+    apply_objects(&objects)?;
+    vfs_ready(&name)?;
+    for pool in DRA_POOLS {
+        wait_for(&format!("the ResourceSlice of {pool} with 1 healthy device"), Duration::from_secs(120), || {
+            let devices = dra_devices(pool)?;
+            Ok((devices.len() == 1 && devices[0]["attributes"]["healthy"]["bool"] == true).then_some(()))
+        })?;
+    }
+    igb_pf()
+}
+
+/// This node's ResourceSlices of DRA pool `pool` (the VfPool's name).
+pub fn dra_slices(pool: &str) -> Result<Vec<Value>> {
+    let node = crate::cluster::node_name()?;
+    let list = get_json(&["resourceslices", "-l", &format!("vfnet.dev/node={node},vfnet.dev/pool={pool}")])?;
+    Ok(list["items"].as_array().cloned().unwrap_or_default())
+}
+
+/// The devices of DRA pool `pool` on this node, from its slices (after checking that they are one
+/// complete generation).
+pub fn dra_devices(pool: &str) -> Result<Vec<Value>> {
+    let slices = dra_slices(pool)?;
+    let Some(first) = slices.first() else { return Ok(Vec::new()) };
+    let generation = &first["spec"]["pool"]["generation"];
+    let count = first["spec"]["pool"]["resourceSliceCount"].as_u64().unwrap_or_default();
+    if slices.len() as u64 != count || slices.iter().any(|s| &s["spec"]["pool"]["generation"] != generation) {
+        return Ok(Vec::new());
+    }
+    Ok(slices.iter().flat_map(|s| s["spec"]["devices"].as_array().cloned().unwrap_or_default()).collect())
+}
+
+/// Installs vfnet, the example namespaces, profiles and pools; waits for the pools' capacity.
+pub fn setup() -> Result<Pf> {
+    ensure_installed()?;
+    clean_slate()?;
     let pf = igb_pf()?;
     let name = pf_name(&pf)?;
     apply_objects(&example("namespaces.yaml")?)?;
@@ -122,15 +223,7 @@ pub fn setup() -> Result<Pf> {
     apply_objects(&pools(&name)?)?;
     // The daemon creates the pools' VFs; the node administrator binds the userspace pool's VFs
     // to vfio-pci (vfnet, like the reference device plugin, leaves driver binding to the admin).
-    let pf = wait_for(&format!("{NUM_VFS} VFs on {name}"), Duration::from_secs(120), || {
-        let pf = igb_pf()?;
-        Ok((pf.vfs.len() == NUM_VFS as usize).then_some(pf))
-    })?;
-    for vf in pf.vfs.iter().filter(|v| (2..4).contains(&v.index)) {
-        if vf.driver.as_deref() != Some("vfio-pci") {
-            rebind(&vf.pci, Some("vfio-pci"))?;
-        }
-    }
+    vfs_ready(&name)?;
     for (resource, want) in [(NET, NET_VFS), (DPDK, DPDK_VFS)] {
         wait_for(&format!("Node allocatable {resource} = {want}"), Duration::from_secs(120), || {
             Ok((node_resource("allocatable", resource)? == Some(want)

@@ -6,6 +6,8 @@
 //!   kernel layer and the `VfProfile` CRD all spell them;
 //! - [`DeviceType`], [`USERSPACE_DRIVERS`]: how a pool hands out VFs, and which drivers mean
 //!   "userspace";
+//! - [`VnicType`]: how a VF reaches the pod, as the CNI configuration and the DRA driver's opaque
+//!   config spell it;
 //! - [`layout`]: where the device plugin and the CNI plugin meet on the node (run directory,
 //!   profile mirror, device records, locks, journals), with one default each;
 //! - [`node_socket`] (`serde` feature): the protocol of the device plugin's node socket, where
@@ -53,6 +55,7 @@ pub mod node_socket;
 pub mod pci;
 pub mod range;
 pub mod vlan;
+pub mod vnic;
 
 pub use device::{DeviceType, USERSPACE_DRIVERS, is_userspace_driver};
 pub use layout::{ProfileDir, RunDir, StateDir};
@@ -61,3 +64,4 @@ pub use mac::MacAddr;
 pub use pci::PciAddress;
 pub use range::VfRange;
 pub use vlan::VlanProto;
+pub use vnic::{VnicType, VnicTypeError};

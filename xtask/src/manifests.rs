@@ -17,8 +17,8 @@ const CRDGEN: [&str; 6] = ["-q", "-p", "vfnet-crds", "--bin", "crdgen", "--"];
 /// Where the generated YAML is checked in, relative to the workspace root.
 const CRD_DIRS: [&str; 2] = ["crds", "manifests/crds"];
 /// The Kubernetes version the manifests are validated against: the API level the Rust types
-/// are built for (k8s-openapi's `v1_33`).
-const KUBERNETES_VERSION: &str = "1.33";
+/// are built for (k8s-openapi's `v1_34`, the first with `resource.k8s.io/v1`).
+const KUBERNETES_VERSION: &str = "1.34";
 
 /// `cargo xtask crdgen`: rewrites the checked-in CRD YAML.
 pub(crate) fn crdgen_cli(args: &[String]) -> Result<()> {
@@ -98,14 +98,15 @@ pub(crate) fn validate(tools: &setup::ManifestTools) -> Result<()> {
         .arg(&root))
 }
 
-/// The `.yaml` file names in `dir` (none if it does not exist), sorted.
+/// The generated kinds of file names in `dir` (none if it does not exist), sorted: `.yaml` (the
+/// CRDs) and `.schema.json` (the VfConfig schema).
 fn yaml_files(dir: &Path) -> Result<Vec<String>> {
     let Ok(entries) = fs::read_dir(dir) else { return Ok(Vec::new()) };
     let mut names = Vec::new();
     for entry in entries {
         let name = entry.with_context(|| format!("cannot read {}", dir.display()))?.file_name();
         let name = name.to_string_lossy();
-        if name.ends_with(".yaml") {
+        if name.ends_with(".yaml") || name.ends_with(".schema.json") {
             names.push(name.into_owned());
         }
     }

@@ -42,8 +42,9 @@ impl Ctx<'_> {
     }
 }
 
-/// The VF this attachment uses: `deviceID` (from Multus or the runtime), else the pod's
-/// allocated VF of `resourceName`, asked of kubelet's PodResources API.
+/// The VF this attachment uses: `deviceID` (from Multus, the runtime, or a DRA claim: see
+/// [`crate::dra`]), else the pod's allocated VF of `resourceName`, asked of kubelet's PodResources
+/// API.
 pub fn resolve_vf(conf: &NetConf, env: &Env) -> Result<PciAddress> {
     if let Some(vf) = conf.device_id {
         return Ok(vf);
@@ -52,7 +53,7 @@ pub fn resolve_vf(conf: &NetConf, env: &Env) -> Result<PciAddress> {
         Some(resource) => crate::podresources::allocated_vf(env, resource, &conf.state_dir, &conf.pod_resources_socket),
         None => Err(CniError::new(
             Code::InvalidConfig,
-            "invalid deviceID: missing (set deviceID, or resourceName to look the VF up through kubelet's PodResources API)",
+            "invalid deviceID: missing (set deviceID, or resourceName to look the VF up through kubelet's PodResources API; and the node daemon prepared no DRA claim VF for this pod)",
         )),
     }
 }

@@ -1,4 +1,5 @@
-//! `crdgen`: writes vfnet's CustomResourceDefinitions as YAML.
+//! `crdgen`: writes vfnet's CustomResourceDefinitions as YAML, and the JSON schema of the DRA
+//! driver's opaque VfConfig (`vfconfig.schema.json`) beside them.
 //!
 //! Without arguments it writes them to `crds/` and `manifests/crds/` of the workspace; with
 //! `--out-dir DIR` to DIR only (how `cargo xtask test` checks the checked-in files are current).

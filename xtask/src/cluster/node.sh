@@ -85,7 +85,7 @@ up() {
     # overlayfs snapshotter nor kubelet's volumes work. Each of these starts empty, as on a node
     # that just booted, so nothing of a previous run (or of the host) is seen.
     for d in /var/lib/containerd /run/containerd /var/lib/kubelet /etc/cni/net.d /opt/cni/bin \
-             /var/lib/cni /run/vfnet /var/lib/vfnet /etc/vfnet /run/k8s.cni.cncf.io /etc/cni/multus; do
+             /var/lib/cni /run/vfnet /var/lib/vfnet /etc/vfnet /run/k8s.cni.cncf.io /etc/cni/multus /run/cdi; do
         mkdir -p "$d" && mount -t tmpfs -o mode=0755 tmpfs "$d"
     done
     # kubelet propagates volume mounts into containers: the root must be a shared mount.

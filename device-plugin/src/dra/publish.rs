@@ -1,0 +1,141 @@
+//! Publishing: the DRA pools' devices as ResourceSlices, kept in line with every rescan.
+//!
+//! The publisher owns the slices labelled `vfnet.dev/node=<node>`. For each DRA pool it builds the
+//! slices ([`slices::build`]); when their content differs from what it last published (a VF came
+//! or went, a health or driver change, a numVfs change), it bumps the pool's generation and
+//! applies every slice of the pool with server-side apply (field manager [`FIELD_MANAGER`]), then
+//! deletes the slices no pool wants any more (a pool removed, or fewer slices). The scheduler
+//! reads a pool only when all its `resourceSliceCount` slices carry the newest generation, so a
+//! half-published update is never allocated from.
+//!
+//! The generation starts above the highest one found on the API server, so it only grows across
+//! daemon restarts. The slices belong to the Node (owner reference): deleting the Node deletes
+//! them. A failed write is retried every [`RETRY`] until it lands.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::resource::v1::ResourceSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::DraView;
+use super::slices;
+
+/// The field manager of everything vfnet writes through server-side apply.
+pub const FIELD_MANAGER: &str = "vfnet.dev";
+/// How soon a failed publication is tried again.
+pub const RETRY: Duration = Duration::from_secs(5);
+
+/// The label selector of this node's slices.
+fn node_selector(node: &str) -> String {
+    format!("{}={}", slices::NODE_LABEL, slices::label_value(node))
+}
+
+/// The Node as the slices' owner (`None` until the API server serves it).
+async fn owner(client: &Client, node: &str) -> Option<OwnerReference> {
+    match Api::<Node>::all(client.clone()).get(node).await {
+        Ok(n) => Some(OwnerReference {
+            api_version: "v1".to_owned(),
+            kind: "Node".to_owned(),
+            name: node.to_owned(),
+            uid: n.uid().unwrap_or_default(),
+            ..OwnerReference::default()
+        }),
+        Err(e) => {
+            tracing::warn!(%node, error = %e, "cannot read the Node for the slices' owner reference");
+            None
+        }
+    }
+}
+
+/// What was last published, per DRA pool name.
+#[derive(Default)]
+struct Published {
+    generations: BTreeMap<String, i64>,
+    slices: BTreeMap<String, Vec<ResourceSlice>>,
+    names: BTreeSet<String>,
+    listed: bool,
+}
+
+/// Publishes `view`'s pools until `stop`.
+pub async fn run(client: Client, node: String, mut view: watch::Receiver<Arc<DraView>>, stop: CancellationToken) {
+    let api: Api<ResourceSlice> = Api::all(client.clone());
+    let mut published = Published::default();
+    let mut owner_ref = None;
+    loop {
+        if owner_ref.is_none() {
+            owner_ref = owner(&client, &node).await;
+        }
+        let current = Arc::clone(&view.borrow_and_update());
+        let ok = match publish(&api, &node, &current, owner_ref.as_ref(), &mut published).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "publishing the ResourceSlices failed; retrying");
+                false
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled() => break,
+            changed = view.changed() => if changed.is_err() { break },
+            () = tokio::time::sleep(RETRY), if !ok || owner_ref.is_none() => {}
+        }
+    }
+}
+
+async fn publish(
+    api: &Api<ResourceSlice>,
+    node: &str,
+    view: &DraView,
+    owner: Option<&OwnerReference>,
+    published: &mut Published,
+) -> Result<(), kube::Error> {
+    if !published.listed {
+        let existing = api.list(&ListParams::default().labels(&node_selector(node))).await?;
+        for s in existing.items {
+            let pool = s.spec.pool.name.clone();
+            let g = published.generations.entry(pool).or_insert(0);
+            *g = (*g).max(s.spec.pool.generation);
+            published.names.insert(s.name_any());
+        }
+        published.listed = true;
+    }
+    let mut wanted = BTreeSet::new();
+    for (pool_name, state) in &view.pools {
+        let generation = published.generations.get(pool_name).copied().unwrap_or(0);
+        let fresh = slices::build(node, &state.pool, &state.devices, generation + 1, owner.cloned());
+        wanted.extend(fresh.iter().map(ResourceExt::name_any));
+        if published.slices.get(pool_name).is_some_and(|old| slices::same_content(old, &fresh)) {
+            continue;
+        }
+        for s in &fresh {
+            api.patch(&s.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(s)).await?;
+        }
+        tracing::info!(
+            pool = %pool_name,
+            generation = generation + 1,
+            slices = fresh.len(),
+            devices = state.devices.devices.len(),
+            "ResourceSlices published"
+        );
+        published.generations.insert(pool_name.clone(), generation + 1);
+        published.names.extend(wanted.iter().cloned());
+        published.slices.insert(pool_name.clone(), fresh);
+    }
+    published.slices.retain(|pool, _| view.pools.contains_key(pool));
+    let stale: Vec<String> = published.names.difference(&wanted).cloned().collect();
+    for name in stale {
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => tracing::info!(slice = %name, "ResourceSlice deleted"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+        published.names.remove(&name);
+    }
+    Ok(())
+}
