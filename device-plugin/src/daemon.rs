@@ -215,6 +215,8 @@ pub async fn start(config: Config) -> Result<DaemonHandle, DaemonError> {
     let (triggers, rx) = mpsc::channel(64);
     let socket = node_socket::bind(&config.run_dir)?;
     let dra_client = client.clone();
+    // The DRA plugin's and publisher's tasks, awaited at shutdown (the plugin removes its sockets).
+    let mut dra_tasks = Vec::new();
     let source = match client {
         None => Source::File,
         Some((client, node)) => {
@@ -236,8 +238,8 @@ pub async fn start(config: Config) -> Result<DaemonHandle, DaemonError> {
                 .inspect_err(|_| stop.cancel())?;
             let driver = Arc::new(driver);
             let sockets = dra::plugin::Sockets::new(&config.kubelet_dir, config.pod_uid.as_deref());
-            tokio::spawn(dra::plugin::run(Arc::clone(&driver), sockets, stop.child_token()));
-            tokio::spawn(dra::publish::run(client.clone(), node.clone(), rx, stop.child_token()));
+            dra_tasks.push(tokio::spawn(dra::plugin::run(Arc::clone(&driver), sockets, stop.child_token())));
+            dra_tasks.push(tokio::spawn(dra::publish::run(client.clone(), node.clone(), rx, stop.child_token())));
             (Some(tx), Some(driver))
         }
         _ => (None, None),
@@ -256,7 +258,7 @@ pub async fn start(config: Config) -> Result<DaemonHandle, DaemonError> {
         loaded,
         pools,
         servers: HashMap::new(),
-        stopping: Vec::new(),
+        stopping: dra_tasks,
         node_socket,
         overlaps: Vec::new(),
         dra_view,

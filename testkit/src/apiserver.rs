@@ -2,6 +2,15 @@
 //! connection, speaking the real list/watch protocol for the collections the daemon uses
 //! (VfProfiles, VfPools, Nodes) and accepting Events (`events.k8s.io/v1`, create and patch).
 //!
+//! For the DRA driver (`resource.k8s.io/v1`):
+//! - ResourceSlices ([`SLICES`], cluster-scoped): list and watch (with `labelSelector`
+//!   equalities), server-side apply by name (`PATCH <SLICES>/<name>` with
+//!   `application/apply-patch+yaml`: the body becomes the object), delete by name;
+//!   [`ApiServer::slices`] shows them.
+//! - ResourceClaims ([`claims`], namespaced): GET by name from what [`ApiServer::apply_claim`]
+//!   added, and apply of their `status` subresource, which merges the patch's `status` keys into
+//!   the claim and is recorded ([`ApiServer::claim_status_patches`]).
+//!
 //! - Objects carry `resourceVersion`s from one counter; every change is kept in a history, and a
 //!   watch from resource version R streams the changes after R (chunked, one JSON event per
 //!   line), then the new ones as they happen.
@@ -40,6 +49,14 @@ pub const PROFILES: &str = "/apis/vfnet.dev/v1alpha1/vfprofiles";
 pub const POOLS: &str = "/apis/vfnet.dev/v1alpha1/vfpools";
 /// The Node collection.
 pub const NODES: &str = "/api/v1/nodes";
+/// The ResourceSlice collection (cluster-scoped).
+pub const SLICES: &str = "/apis/resource.k8s.io/v1/resourceslices";
+/// Where the namespaced `resource.k8s.io/v1` collections start.
+const RESOURCE_NAMESPACES: &str = "/apis/resource.k8s.io/v1/namespaces/";
+/// The collections served by path (lists, watches, objects by name, deletes).
+const COLLECTIONS: [&str; 4] = [PROFILES, POOLS, NODES, SLICES];
+/// The content type of a server-side apply.
+const APPLY_PATCH: &str = "application/apply-patch+yaml";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
 
 #[derive(Debug, Clone)]
@@ -63,6 +80,8 @@ struct State {
     kill: CancellationToken,
     requests: Vec<String>,
     events: Vec<Value>,
+    /// The bodies of ResourceClaim status applies.
+    claim_status_patches: Vec<Value>,
 }
 
 #[derive(Debug)]
@@ -75,6 +94,46 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Creates or replaces `object` (by `metadata.name`) in `collection` as `manager`, with the
+    /// server's metadata: a new object keeps the `uid` it brings (a test that must know it, such
+    /// as a claim's, names it) or gets one. Returns whether it was created, and the object stored.
+    fn put(&self, collection: &str, mut object: Value, manager: &str) -> (bool, Value) {
+        let mut s = self.lock();
+        s.rv += 1;
+        let rv = s.rv;
+        let name = object["metadata"]["name"].as_str().unwrap().to_owned();
+        let brought = object["metadata"]["uid"].as_str().map(str::to_owned);
+        let objects = s.objects.entry(collection.to_owned()).or_default();
+        let created = !objects.contains_key(&name);
+        let uid = match objects.get(&name) {
+            Some(o) => o["metadata"]["uid"].as_str().unwrap().to_owned(),
+            None => brought.unwrap_or_else(|| format!("uid-{name}-{rv}")),
+        };
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        object["metadata"]["uid"] = json!(uid);
+        object["metadata"]["creationTimestamp"] = json!("2026-11-24T00:00:00Z");
+        object["metadata"]["managedFields"] = json!([{"manager": manager, "operation": "Apply"}]);
+        objects.insert(name, object.clone());
+        let kind = if created { "ADDED" } else { "MODIFIED" };
+        s.history.push(Change { rv, collection: collection.to_owned(), kind, object: object.clone() });
+        drop(s);
+        self.tick.send_modify(|t| *t += 1);
+        (created, object)
+    }
+
+    /// Deletes object `name` of `collection`; returns it, `None` if there was none.
+    fn remove(&self, collection: &str, name: &str) -> Option<Value> {
+        let mut s = self.lock();
+        s.rv += 1;
+        let rv = s.rv;
+        let mut object = s.objects.entry(collection.to_owned()).or_default().remove(name)?;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        s.history.push(Change { rv, collection: collection.to_owned(), kind: "DELETED", object: object.clone() });
+        drop(s);
+        self.tick.send_modify(|t| *t += 1);
+        Some(object)
     }
 }
 
@@ -156,37 +215,22 @@ impl ApiServer {
         self.serve(listener);
     }
 
-    /// Creates or replaces `object` (by `metadata.name`) in `collection`.
-    pub fn apply(&self, collection: &str, mut object: Value) {
-        let mut s = self.shared.lock();
-        s.rv += 1;
-        let rv = s.rv;
-        let name = object["metadata"]["name"].as_str().unwrap().to_owned();
-        let objects = s.objects.entry(collection.to_owned()).or_default();
-        let kind = if objects.contains_key(&name) { "MODIFIED" } else { "ADDED" };
-        let uid = objects
-            .get(&name)
-            .map_or_else(|| format!("uid-{name}-{rv}"), |o| o["metadata"]["uid"].as_str().unwrap().to_owned());
-        object["metadata"]["resourceVersion"] = json!(rv.to_string());
-        object["metadata"]["uid"] = json!(uid);
-        object["metadata"]["creationTimestamp"] = json!("2026-11-24T00:00:00Z");
-        object["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Apply"}]);
-        objects.insert(name, object.clone());
-        s.history.push(Change { rv, collection: collection.to_owned(), kind, object });
-        drop(s);
-        self.shared.tick.send_modify(|t| *t += 1);
+    /// Creates or replaces `object` (by `metadata.name`) in `collection`. A new object keeps the
+    /// `metadata.uid` it brings, else gets one.
+    pub fn apply(&self, collection: &str, object: Value) {
+        self.shared.put(collection, object, "kubectl");
+    }
+
+    /// Creates or replaces ResourceClaim `claim` in its `metadata.namespace` ([`claims`]). Give it
+    /// a `metadata.uid`: kubelet names a claim by namespace, name and UID.
+    pub fn apply_claim(&self, claim: Value) {
+        let namespace = claim["metadata"]["namespace"].as_str().unwrap().to_owned();
+        self.apply(&claims(&namespace), claim);
     }
 
     /// Deletes object `name` of `collection`.
     pub fn delete(&self, collection: &str, name: &str) {
-        let mut s = self.shared.lock();
-        s.rv += 1;
-        let rv = s.rv;
-        let Some(mut object) = s.objects.entry(collection.to_owned()).or_default().remove(name) else { return };
-        object["metadata"]["resourceVersion"] = json!(rv.to_string());
-        s.history.push(Change { rv, collection: collection.to_owned(), kind: "DELETED", object });
-        drop(s);
-        self.shared.tick.send_modify(|t| *t += 1);
+        self.shared.remove(collection, name);
     }
 
     /// Holds changes back from open watches (until [`ApiServer::unfreeze`]).
@@ -233,6 +277,21 @@ impl ApiServer {
     pub fn events(&self) -> Vec<Value> {
         self.shared.lock().events.clone()
     }
+
+    /// The ResourceSlices now, by name.
+    pub fn slices(&self) -> Vec<Value> {
+        self.shared.lock().objects.get(SLICES).map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The ResourceClaim status applies so far (request bodies), in order.
+    pub fn claim_status_patches(&self) -> Vec<Value> {
+        self.shared.lock().claim_status_patches.clone()
+    }
+}
+
+/// The ResourceClaim collection of `namespace`.
+pub fn claims(namespace: &str) -> String {
+    format!("{RESOURCE_NAMESPACES}{namespace}/resourceclaims")
 }
 
 /// A VfProfile object.
@@ -283,6 +342,7 @@ struct Request {
     method: String,
     path: String,
     query: BTreeMap<String, String>,
+    content_type: String,
     body: Vec<u8>,
 }
 
@@ -293,6 +353,7 @@ async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Requ
     }
     let line = line.trim_end().to_owned();
     let mut length = 0usize;
+    let mut content_type = String::new();
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).await.ok()? == 0 {
@@ -302,10 +363,10 @@ async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Requ
         if header.is_empty() {
             break;
         }
-        if let Some((k, v)) = header.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            length = v.trim().parse().ok()?;
+        match header.split_once(':') {
+            Some((k, v)) if k.eq_ignore_ascii_case("content-length") => length = v.trim().parse().ok()?,
+            Some((k, v)) if k.eq_ignore_ascii_case("content-type") => v.trim().clone_into(&mut content_type),
+            _ => {}
         }
     }
     let mut body = vec![0; length];
@@ -315,7 +376,7 @@ async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Requ
     let target = parts.next()?;
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let query = query.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_owned(), decode(v))).collect();
-    Some((line.clone(), Request { method, path: path.to_owned(), query, body }))
+    Some((line.clone(), Request { method, path: path.to_owned(), query, content_type, body }))
 }
 
 async fn respond(conn: &mut TcpStream, code: u16, body: &Value) {
@@ -324,6 +385,7 @@ async fn respond(conn: &mut TcpStream, code: u16, body: &Value) {
         200 => "OK",
         201 => "Created",
         404 => "Not Found",
+        415 => "Unsupported Media Type",
         _ => "Error",
     };
     let head = format!(
@@ -341,17 +403,27 @@ async fn chunk(conn: &mut TcpStream, event: &Value) -> bool {
     conn.write_all(framed.as_bytes()).await.is_ok() && conn.flush().await.is_ok()
 }
 
+/// Whether `object` passes the request's `fieldSelector` (`metadata.name=<name>` only) and
+/// `labelSelector` (equalities only: `k=v[,k=v]`).
 fn selected(req: &Request, object: &Value) -> bool {
-    match req.query.get("fieldSelector").and_then(|f| f.strip_prefix("metadata.name=")) {
+    let name = match req.query.get("fieldSelector").and_then(|f| f.strip_prefix("metadata.name=")) {
         Some(name) => object["metadata"]["name"] == name,
         None => true,
-    }
+    };
+    let labels = req.query.get("labelSelector").is_none_or(|selector| {
+        selector.split(',').filter(|t| !t.is_empty()).all(|term| match term.split_once('=') {
+            Some((k, v)) => object["metadata"]["labels"][k.trim()] == v.trim_start_matches('=').trim(),
+            None => false,
+        })
+    });
+    name && labels
 }
 
 fn list_kind(collection: &str) -> (&'static str, &'static str) {
     match collection {
         PROFILES => ("vfnet.dev/v1alpha1", "VfProfileList"),
         POOLS => ("vfnet.dev/v1alpha1", "VfPoolList"),
+        SLICES => ("resource.k8s.io/v1", "ResourceSliceList"),
         _ => ("v1", "NodeList"),
     }
 }
@@ -361,7 +433,7 @@ async fn handle(conn: TcpStream, shared: &Shared) {
     let Some((line, req)) = read_request(&mut reader).await else { return };
     let mut conn = reader.into_inner();
     shared.lock().requests.push(line);
-    let collection = [PROFILES, POOLS, NODES].into_iter().find(|c| req.path == *c);
+    let collection = COLLECTIONS.into_iter().find(|c| req.path == *c);
     match (req.method.as_str(), collection) {
         ("GET", Some(c)) if req.query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             watch_collection(conn, shared, c, &req).await;
@@ -384,12 +456,52 @@ async fn handle(conn: TcpStream, shared: &Shared) {
             respond(&mut conn, 200, &body).await;
         }
         ("GET", None) => {
-            // One object: /<collection>/<name>.
-            let found = [PROFILES, POOLS, NODES].into_iter().find_map(|c| {
-                let name = req.path.strip_prefix(c)?.strip_prefix('/')?;
-                shared.lock().objects.get(c)?.get(name).cloned()
-            });
+            // One object: /<collection>/<name>, or a claim.
+            let found = match (object_path(&req.path), claim_path(&req.path)) {
+                (Some((c, name)), _) => shared.lock().objects.get(c).and_then(|m| m.get(name)).cloned(),
+                (None, Some((c, name, None))) => shared.lock().objects.get(&c).and_then(|m| m.get(name)).cloned(),
+                _ => None,
+            };
             match found {
+                Some(o) => respond(&mut conn, 200, &o).await,
+                None => respond(&mut conn, 404, &status(404, "NotFound", "not found")).await,
+            }
+        }
+        ("PATCH", None) if object_path(&req.path).is_some_and(|(c, _)| c == SLICES) => {
+            // Server-side apply of a slice: the body, JSON (a subset of YAML), is the object.
+            let Some((_, name)) = object_path(&req.path) else { return };
+            let Some(object) = applied(&mut conn, &req).await else { return };
+            if object["metadata"]["name"] != name {
+                let message = format!("the name in the body does not match {name}");
+                return respond(&mut conn, 400, &status(400, "BadRequest", &message)).await;
+            }
+            let manager = req.query.get("fieldManager").map_or("unknown", String::as_str);
+            let (created, stored) = shared.put(SLICES, object, manager);
+            respond(&mut conn, if created { 201 } else { 200 }, &stored).await;
+        }
+        ("PATCH", None) if claim_path(&req.path).is_some_and(|(_, _, sub)| sub == Some("status")) => {
+            let Some((c, name, _)) = claim_path(&req.path) else { return };
+            let Some(patch) = applied(&mut conn, &req).await else { return };
+            shared.lock().claim_status_patches.push(patch.clone());
+            let Some(mut claim) = shared.lock().objects.get(&c).and_then(|m| m.get(name)).cloned() else {
+                return respond(&mut conn, 404, &status(404, "NotFound", "not found")).await;
+            };
+            // What this stand-in knows of merging: the patch's status keys replace the claim's.
+            if let Some(keys) = patch["status"].as_object() {
+                if !claim["status"].is_object() {
+                    claim["status"] = json!({});
+                }
+                for (k, v) in keys {
+                    claim["status"][k] = v.clone();
+                }
+            }
+            let manager = req.query.get("fieldManager").map_or("unknown", String::as_str);
+            let (_, stored) = shared.put(&c, claim, manager);
+            respond(&mut conn, 200, &stored).await;
+        }
+        ("DELETE", None) if object_path(&req.path).is_some() => {
+            let Some((c, name)) = object_path(&req.path) else { return };
+            match shared.remove(c, name) {
                 Some(o) => respond(&mut conn, 200, &o).await,
                 None => respond(&mut conn, 404, &status(404, "NotFound", "not found")).await,
             }
@@ -408,6 +520,40 @@ async fn handle(conn: TcpStream, shared: &Shared) {
         _ => {
             respond(&mut conn, 404, &status(404, "NotFound", &format!("no route for {} {}", req.method, req.path)))
                 .await
+        }
+    }
+}
+
+/// `<collection>/<name>` of a collection served by path.
+fn object_path(path: &str) -> Option<(&'static str, &str)> {
+    COLLECTIONS.into_iter().find_map(|c| {
+        let name = path.strip_prefix(c)?.strip_prefix('/')?;
+        (!name.is_empty() && !name.contains('/')).then_some((c, name))
+    })
+}
+
+/// A ResourceClaim's path: its collection ([`claims`]), its name, and the subresource if any.
+fn claim_path(path: &str) -> Option<(String, &str, Option<&str>)> {
+    let (namespace, rest) = path.strip_prefix(RESOURCE_NAMESPACES)?.split_once('/')?;
+    let mut parts = rest.strip_prefix("resourceclaims/")?.split('/');
+    let name = parts.next().filter(|n| !n.is_empty())?;
+    let sub = parts.next();
+    parts.next().is_none().then(|| (claims(namespace), name, sub))
+}
+
+/// The object of a server-side apply; `None` once the request was answered with what is wrong
+/// (another patch type, a body that is not a JSON object).
+async fn applied(conn: &mut TcpStream, req: &Request) -> Option<Value> {
+    if req.content_type != APPLY_PATCH {
+        let message = format!("this stand-in takes only server-side apply ({APPLY_PATCH}), not {:?}", req.content_type);
+        respond(conn, 415, &status(415, "UnsupportedMediaType", &message)).await;
+        return None;
+    }
+    match serde_json::from_slice::<Value>(&req.body) {
+        Ok(v) if v.is_object() => Some(v),
+        _ => {
+            respond(conn, 400, &status(400, "BadRequest", "the apply body is not a JSON object")).await;
+            None
         }
     }
 }

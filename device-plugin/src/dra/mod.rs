@@ -9,7 +9,8 @@
 //! - [`claims`]: what a claim's allocation asks of vfnet (devices, opaque configurations);
 //! - [`driver`]: prepare, unprepare, the pods' prepared VFs for the CNI, claim device status;
 //! - [`cdi`], [`checkpoint`]: what the container gets, and what survives restarts and reboots;
-//! - [`plugin`]: kubelet's side: registration, the DRA service, the health stream.
+//! - [`plugin`]: kubelet's side: registration, the DRA service, the health stream; [`authority`]:
+//!   the HTTP/2 rewrite kubelet's plugin watcher needs.
 //!
 //! The same scans feed both APIs: [`DraView`] is to the DRA pools what a pool's
 //! [`crate::server::PoolState`] is to its device-plugin server.
@@ -18,6 +19,7 @@ use std::collections::BTreeMap;
 
 use crate::server::PoolState;
 
+pub mod authority;
 pub mod cdi;
 pub mod checkpoint;
 pub mod claims;

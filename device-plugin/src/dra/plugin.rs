@@ -7,6 +7,9 @@
 //!   `<kubelet>/plugins/vfnet.dev/dra.sock` (`dra-<uid>.sock`). Both are checked every
 //!   [`WATCH_PERIOD`]; a socket that vanished (its directory wiped) is served again, and kubelet's
 //!   watcher registers it again.
+//! - **`:authority`.** kubelet's plugin watcher sends one `h2` refuses; the registration socket is
+//!   served through [`authority`]'s rewrite (the DRA socket needs none: kubelet's DRA manager
+//!   dials it as `unix:`, with authority `localhost`).
 //! - **Versions.** `GetInfo` offers `v1.DRAPlugin` and `v1beta1.DRAPlugin` (kubelet takes the
 //!   newest it knows) and `v1.DRAResourceHealth` / `v1alpha1.DRAResourceHealth`.
 //! - **Health.** `NodeWatchResources` sends every device's health at once, again on every change,
@@ -18,7 +21,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use kubelet_api::dra::{v1 as dra_v1, v1beta1 as dra_v1beta1};
 use kubelet_api::dra_health::{v1 as health_v1, v1alpha1 as health_v1alpha1};
 use kubelet_api::pluginregistration::{self as reg, registration_server::RegistrationServer};
@@ -29,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
+use super::authority;
 use super::driver::{Driver, PrepareError, Prepared};
 use super::slices::DRIVER;
 
@@ -185,6 +189,10 @@ macro_rules! health_service {
                 tokio::spawn(async move {
                     let mut view = driver.view();
                     loop {
+                        // What is sent now is the view as it is: only a change after this is news
+                        // (the driver's receiver never marks what it saw, so a clone of it would
+                        // otherwise count every earlier scan as a change and resend at once).
+                        view.mark_unchanged();
                         let now = std::time::SystemTime::now()
                             .duration_since(std::time::UNIX_EPOCH)
                             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
@@ -220,6 +228,33 @@ macro_rules! health_service {
 }
 health_service!(health_v1);
 health_service!(health_v1alpha1);
+
+/// Accepts kubelet's connections on the registration socket and relays each through
+/// [`authority::relay`] to the registration server's side of a pipe.
+async fn accept_through_shim(
+    mut incoming: tokio_stream::wrappers::UnixListenerStream,
+    pipes: mpsc::Sender<std::io::Result<tokio::io::DuplexStream>>,
+    stop: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    loop {
+        let conn = tokio::select! {
+            c = incoming.next() => c,
+            () = stop.cancelled() => break,
+        };
+        match conn {
+            None => break,
+            Some(Err(e)) => tracing::warn!(error = %e, "registration socket: accept failed"),
+            Some(Ok(conn)) => {
+                let (ours, theirs) = tokio::io::duplex(64 * 1024);
+                if pipes.send(Ok(theirs)).await.is_err() {
+                    break;
+                }
+                tokio::spawn(authority::relay(conn, ours));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Identity of a file (a recreated socket differs).
 fn identity(path: &Path) -> Option<(u64, u64)> {
@@ -261,10 +296,13 @@ pub async fn run(driver: Arc<Driver>, sockets: Sockets, stop: CancellationToken)
             .add_service(health_v1alpha1::dra_resource_health_server::DraResourceHealthServer::new(svc))
             .serve_with_incoming_shutdown(service_incoming, round.clone().cancelled_owned());
         let registrar = Registrar { endpoint: sockets.service.display().to_string() };
+        // The plugin watcher's requests reach the server through the `:authority` shim.
+        let (pipes, piped) = mpsc::channel::<std::io::Result<tokio::io::DuplexStream>>(8);
         let registration = Server::builder()
             .add_service(RegistrationServer::new(registrar))
-            .serve_with_incoming_shutdown(registration_incoming, round.clone().cancelled_owned());
-        let tasks = [tokio::spawn(service), tokio::spawn(registration)];
+            .serve_with_incoming_shutdown(ReceiverStream::new(piped), round.clone().cancelled_owned());
+        let accept = accept_through_shim(registration_incoming, pipes, round.clone());
+        let tasks = [tokio::spawn(service), tokio::spawn(registration), tokio::spawn(accept)];
         tracing::info!(
             registration = %sockets.registration.display(),
             service = %sockets.service.display(),

@@ -74,6 +74,9 @@ struct Stack {
     resource: &'static str,
     network: &'static str,
     pod_prefix: &'static str,
+    /// Pods claim their VF through a ResourceClaimTemplate (DRA) instead of requesting
+    /// `resource`; the container's `PCIDEVICE_*` variable comes from the claim's CDI spec.
+    dra: bool,
 }
 
 impl Stack {
@@ -85,9 +88,25 @@ impl Stack {
 }
 
 const VFNET: Stack =
-    Stack { label: "vfnet", resource: VFNET_RESOURCE, network: "bench-vfnet", pod_prefix: "bench-vfnet" };
-const REFERENCE: Stack =
-    Stack { label: "sriovdp + sriov-cni", resource: REF_RESOURCE, network: "bench-ref", pod_prefix: "bench-ref" };
+    Stack { label: "vfnet", resource: VFNET_RESOURCE, network: "bench-vfnet", pod_prefix: "bench-vfnet", dra: false };
+/// The same pool in `mode: dra`: same VFs, same profile, same CNI, claimed instead of counted.
+const VFNET_DRA: Stack = Stack {
+    label: "vfnet DRA claim",
+    resource: VFNET_RESOURCE,
+    network: "bench-dra",
+    pod_prefix: "bench-dra",
+    dra: true,
+};
+const REFERENCE: Stack = Stack {
+    label: "sriovdp + sriov-cni",
+    resource: REF_RESOURCE,
+    network: "bench-ref",
+    pod_prefix: "bench-ref",
+    dra: false,
+};
+/// The DRA stack's DeviceClass and ResourceClaimTemplate.
+const DRA_CLASS: &str = "bench-vfnet";
+const DRA_TEMPLATE: &str = "bench-vf";
 
 /// One stack's figures.
 struct PodFigures {
@@ -184,10 +203,11 @@ fn main() -> Result<()> {
     ));
 
     let (node, vfnet) = vfnet_stack(&image)?;
+    let dra = dra_stack(&node, &image)?;
     let reference = reference_stack(&node, &image, &sriovdp, &sriov_cni, &scratch)?;
     delete_bench_objects()?;
     let cni = direct_cni(&Node::read()?, &scratch)?;
-    report(&vfnet, &reference, &cni);
+    report(&vfnet, &dra, &reference, &cni);
     Ok(())
 }
 
@@ -262,8 +282,54 @@ fn vfnet_stack(image: &str) -> Result<(Node, PodFigures)> {
     Ok((node, PodFigures { create, clean, rss_kib }))
 }
 
-/// The pod, requesting one VF of `stack`'s resource and attaching its network.
+/// Part 2: the same pool switched to `mode: dra`, its pods claiming their VF through a
+/// ResourceClaimTemplate whose DeviceClass names the profile; the same CNI attaches it through
+/// Multus with no resourceName.
+fn dra_stack(node: &Node, image: &str) -> Result<PodFigures> {
+    say("== vfnet DRA: the same pool in mode dra, pods claiming a VF");
+    kubectl(&["patch", "vfpool", "bench", "--type=merge", "-p", r#"{"spec":{"mode":"dra"}}"#])?;
+    wait_for(&format!("Node allocatable {VFNET_RESOURCE} 0 or absent"), Duration::from_secs(120), || {
+        Ok((node_resource("allocatable", VFNET_RESOURCE)?.unwrap_or(0) == 0).then_some(()))
+    })?;
+    apply_objects(&[
+        json!({"apiVersion": "resource.k8s.io/v1", "kind": "DeviceClass", "metadata": {"name": DRA_CLASS},
+            "spec": {"selectors": [{"cel": {"expression":
+                "device.driver == 'vfnet.dev' && device.attributes['vfnet.dev'].pool == 'bench' && device.attributes['vfnet.dev'].healthy == true"}}],
+                "config": [{"opaque": {"driver": "vfnet.dev", "parameters":
+                    {"apiVersion": "vfnet.dev/v1alpha1", "kind": "VfConfig", "profile": "bench"}}}]}}),
+        json!({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
+            "metadata": {"name": DRA_TEMPLATE, "namespace": NS},
+            "spec": {"spec": {"devices": {"requests": [{"name": "vf", "exactly": {"deviceClassName": DRA_CLASS}}]}}}}),
+        json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": VFNET_DRA.network, "namespace": NS},
+            "spec": {"config": json!({"cniVersion": "1.0.0", "name": VFNET_DRA.network, "type": "vfnet",
+                "ipam": {"type": "host-local", "subnet": "10.57.2.0/24"}}).to_string()}}),
+    ])?;
+    let pool = vfnet_e2e::examples::dra_devices;
+    wait_for(&format!("the bench pool's ResourceSlices with {POOL_VFS} devices"), Duration::from_secs(120), || {
+        Ok((pool("bench")?.len() as u64 == POOL_VFS).then_some(()))
+    })?;
+    node.check_pool_vfs_clean("before the DRA rounds")?;
+    let (create, clean) = pod_rounds(&VFNET_DRA, node, image)?;
+    let pid = vfnet_device_plugin_pid()?;
+    let rss_kib = rss_kib(pid).context("vfnet's daemon")?;
+    say(format_args!("vfnet daemon (pid {pid}) as DRA driver: VmRSS {rss_kib} kB after the rounds"));
+    kubectl(&["-n", NS, "delete", "resourceclaimtemplate", DRA_TEMPLATE, "--ignore-not-found"])?;
+    kubectl(&["delete", "deviceclass", DRA_CLASS, "--ignore-not-found"])?;
+    Ok(PodFigures { create, clean, rss_kib })
+}
+
+/// The pod, requesting one VF of `stack`'s resource (or claiming one) and attaching its network.
 fn bench_pod(stack: &Stack, name: &str, image: &str) -> Value {
+    if stack.dra {
+        return json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS,
+                "annotations": {"k8s.v1.cni.cncf.io/networks": stack.network}},
+            "spec": {"resourceClaims": [{"name": "vf", "resourceClaimTemplateName": DRA_TEMPLATE}],
+                "containers": [{"name": "c", "image": image, "resources": {"claims": [{"name": "vf"}]}}]}
+        });
+    }
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": NS,
@@ -756,7 +822,7 @@ fn ratio(a: Duration, b: Duration) -> String {
     if b.is_zero() { "-".into() } else { format!("{:.2}", a.as_secs_f64() / b.as_secs_f64()) }
 }
 
-fn report(vfnet: &PodFigures, reference: &PodFigures, cni: &CniFigures) {
+fn report(vfnet: &PodFigures, dra: &PodFigures, reference: &PodFigures, cni: &CniFigures) {
     say(format_args!(
         "== results ({ROUNDS} pods per stack; median = middle sample, p95 = nearest rank, of {ROUNDS}: the largest)"
     ));
@@ -764,7 +830,7 @@ fn report(vfnet: &PodFigures, reference: &PodFigures, cni: &CniFigures) {
         "{:<22} {:>12} {:>12} {:>12} {:>12} {:>12}",
         "stack", "create med", "create p95", "clean med", "clean p95", "plugin RSS"
     ));
-    for (label, f) in [(VFNET.label, vfnet), (REFERENCE.label, reference)] {
+    for (label, f) in [(VFNET.label, vfnet), (VFNET_DRA.label, dra), (REFERENCE.label, reference)] {
         say(format_args!(
             "{label:<22} {:>12} {:>12} {:>12} {:>12} {:>12}",
             secs(median(&f.create)),
@@ -786,6 +852,14 @@ fn report(vfnet: &PodFigures, reference: &PodFigures, cni: &CniFigures) {
         } else {
             format!("{:.2}", vfnet.rss_kib as f64 / reference.rss_kib as f64)
         }
+    ));
+    say(format_args!(
+        "{:<22} {:>12} {:>12} {:>12} {:>12}",
+        "DRA / device plugin",
+        ratio(median(&dra.create), median(&vfnet.create)),
+        ratio(nearest_rank(&dra.create, 95), nearest_rank(&vfnet.create, 95)),
+        ratio(median(&dra.clean), median(&vfnet.clean)),
+        ratio(nearest_rank(&dra.clean, 95), nearest_rank(&vfnet.clean, 95)),
     ));
     say(
         "create = kubectl apply until kubectl wait sees Running; clean = kubectl delete until the VF's netdev is back \
