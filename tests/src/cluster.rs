@@ -159,3 +159,32 @@ pub fn environ(pid: u32) -> Result<Vec<String>> {
     let raw = fs::read(format!("/proc/{pid}/environ"))?;
     Ok(raw.split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
 }
+
+/// The node's CNI configuration swapped for one whose only network is vfnet, restored on drop:
+/// containerd then runs vfnet itself (it reloads its configuration directory when it changes).
+#[derive(Debug)]
+pub struct DirectCni {
+    saved: PathBuf,
+}
+
+const MULTUS_CONF: &str = "/etc/cni/net.d/00-multus.conf";
+const DIRECT_CONF: &str = "/etc/cni/net.d/00-vfnet.conflist";
+
+impl DirectCni {
+    /// Replaces Multus's configuration with `conflist`.
+    pub fn install(conflist: &Value) -> Result<Self> {
+        // Kept outside the directory containerd watches.
+        let saved = std::env::temp_dir().join("00-multus.conf.saved");
+        std::fs::copy(MULTUS_CONF, &saved).context("cannot keep Multus's configuration")?;
+        std::fs::remove_file(MULTUS_CONF)?;
+        std::fs::write(DIRECT_CONF, serde_json::to_vec_pretty(conflist)?)?;
+        Ok(Self { saved })
+    }
+}
+
+impl Drop for DirectCni {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(DIRECT_CONF);
+        let _ = std::fs::copy(&self.saved, MULTUS_CONF);
+    }
+}

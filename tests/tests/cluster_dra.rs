@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sriov::PciAddress;
 use sriov::netlink::{LinkOps, Netlink};
 use sriov::sysfs::Pf;
-use vfnet_e2e::cluster::{daemon_pods, get_json, kubectl, wait_for};
+use vfnet_e2e::cluster::{DirectCni, daemon_pods, get_json, kubectl, wait_for};
 use vfnet_e2e::examples::*;
 use vfnet_e2e::{igb_pf, pf_index, say, sysfs};
 
@@ -293,6 +293,29 @@ fn dra_claims_get_governed_vfs_through_the_real_scheduler_and_kubelet() -> Resul
     say("after the daemon restart (CDI wiped) and the kubelet restart: dra-web kept its VF, dra-web2 started");
     delete_and_check_clean("dra-web2", &web2_claim, 1)?;
     delete_and_check_clean("dra-web", &web_claim, 0)?;
+
+    // Without Multus: vfnet is the node's only network, with no deviceID and no resourceName; it
+    // finds the pod's claimed VF from the pod alone, and the claim's configuration governs.
+    let conflist = json!({"cniVersion": "1.0.0", "name": "dra-direct", "plugins": [{"type": "vfnet",
+        "ipam": {"type": "host-local", "subnet": "10.56.111.0/24"}}]});
+    let guard = DirectCni::install(&conflist)?;
+    let mut direct = dra_pod("dra-direct")?;
+    direct["metadata"]["annotations"] = json!({});
+    apply_objects(&[direct])?;
+    let p = wait_running("tenant-a", "dra-direct")?;
+    let (pid, _) = container(&p)?;
+    ensure!(interfaces(pid)?.iter().any(|i| i == "eth0"), "dra-direct has no eth0");
+    let direct_claim = claim_of("tenant-a", "dra-direct")?;
+    let pf_now = igb_pf()?;
+    let vf0 = vf(&pf_now, 0)?;
+    ensure!(vf_vlan(&pf_now, &vf0)?.0 == 112, "dra-direct's VF {vf0} is not on VLAN 112");
+    let status = wait_for("dra-direct's claim device status", Duration::from_secs(60), || {
+        Ok(claim_of("tenant-a", "dra-direct")?["status"]["devices"].as_array().and_then(|d| d.first()).cloned())
+    })?;
+    ensure!(status["networkData"]["interfaceName"] == "eth0", "dra-direct's device status: {status}");
+    say(format_args!("dra-direct without Multus: eth0 = VF {vf0} on VLAN 112, found from the pod's claim"));
+    delete_and_check_clean("dra-direct", &direct_claim, 0)?;
+    drop(guard);
 
     // numVfs 4 -> 0 -> 6: the slices follow without a restart (dra-physnet2 selects VFs 1, 4, 5).
     set_num_vfs(0)?;

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use sriov::PciAddress;
 use vfnet_e2e::cluster::{
-    daemon_pods, ensure_installed, get_json, kubectl, kubectl_output, node_name, node_resource, wait_for,
+    DirectCni, daemon_pods, ensure_installed, get_json, kubectl, kubectl_output, node_name, node_resource, wait_for,
 };
 use vfnet_e2e::examples::*;
 use vfnet_e2e::{igb_pf, say};
@@ -259,33 +259,6 @@ fn d_lifecycle_kubelet_and_daemon_restarts_and_pool_changes() -> Result<()> {
         Ok((node_resource("capacity", NET)? == Some(NET_VFS)).then_some(()))
     })?;
     Ok(())
-}
-
-/// The node's CNI configuration swapped for one whose only network is vfnet, restored on drop:
-/// containerd then runs vfnet itself (it reloads its configuration directory when it changes).
-struct DirectCni {
-    saved: std::path::PathBuf,
-}
-
-const MULTUS_CONF: &str = "/etc/cni/net.d/00-multus.conf";
-const DIRECT_CONF: &str = "/etc/cni/net.d/00-vfnet.conflist";
-
-impl DirectCni {
-    fn install(conflist: &serde_json::Value) -> Result<Self> {
-        // Kept outside the directory containerd watches.
-        let saved = std::env::temp_dir().join("00-multus.conf.saved");
-        std::fs::copy(MULTUS_CONF, &saved).context("cannot keep Multus's configuration")?;
-        std::fs::remove_file(MULTUS_CONF)?;
-        std::fs::write(DIRECT_CONF, serde_json::to_vec_pretty(conflist)?)?;
-        Ok(Self { saved })
-    }
-}
-
-impl Drop for DirectCni {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(DIRECT_CONF);
-        let _ = std::fs::copy(&self.saved, MULTUS_CONF);
-    }
 }
 
 #[test]

@@ -9,9 +9,16 @@
 //!    `kubectl delete --wait=false` until its VF is clean on the host (its netdev back in the
 //!    host namespace and the PF's VF table at VLAN 0, polled every 20 ms); the device plugin's
 //!    resident memory after the rounds.
-//! 2. The pool deleted, sriovdp started as a host process over the same VFs and sriov-cni
+//! 2. The same pool switched to `mode: dra` (same VFs, same profile through a DeviceClass's
+//!    VfConfig, same CNI through Multus with no resourceName): the same rounds with pods claiming
+//!    their VF through a ResourceClaimTemplate, so the DRA path (ResourceSlices, the scheduler's
+//!    allocator, the claim controller, kubelet's NodePrepareResources, CDI) is timed against the
+//!    device-plugin path on the same node. The reference SR-IOV DRA driver
+//!    (k8snetworkplumbingwg/dra-driver-sriov) is not beside it: the Go module proxy here refuses
+//!    that module (403), so it cannot be built.
+//! 3. The pool deleted, sriovdp started as a host process over the same VFs and sriov-cni
 //!    (v2.1.0, CNI 0.3.1) installed in /opt/cni/bin: the same rounds, the same measures.
-//! 3. Both CNI plugins invoked directly on VF 0, ADD then DEL, VLAN 100, no IPAM, interleaved
+//! 4. Both CNI plugins invoked directly on VF 0, ADD then DEL, VLAN 100, no IPAM, interleaved
 //!    (each round alternates which goes first), [`CNI_ROUNDS`] rounds.
 //!
 //! Statistics: the median is the middle sample (the mean of the two middle ones for an even
