@@ -203,6 +203,8 @@ def check_rbac(objects, failures):
                for v in ("get", "list", "watch", "create", "update", "patch", "delete")}
     wanted |= {("resource.k8s.io", "resourceclaims", "get")}
     wanted |= {("resource.k8s.io", "resourceclaims/status", v) for v in ("patch", "update")}
+    wanted |= {("resource.k8s.io", "resourceclaims/driver", v)
+               for v in ("associated-node:patch", "associated-node:update")}
     what = f"rendered {name_of(roles[0])}"
     if granted != wanted:
         failures.fail(what, f"grants {sorted(granted - wanted)} beyond, lacks {sorted(wanted - granted)}")
