@@ -254,7 +254,15 @@ fn dra_claims_get_governed_vfs_through_the_real_scheduler_and_kubelet() -> Resul
         "dra-intruder (tenant-b) refused: {}",
         refused.lines().find(|l| l.contains("102")).unwrap_or_default().trim()
     ));
+    let intruder_claim =
+        claim_of("tenant-b", "dra-intruder")?["metadata"]["name"].as_str().unwrap_or_default().to_owned();
     kubectl(&["-n", "tenant-b", "delete", "pod", "dra-intruder", "--wait=true", "--timeout=180s"])?;
+    wait_for(&format!("the refused claim {intruder_claim} deleted"), Duration::from_secs(120), || {
+        Ok(kubectl(&["-n", "tenant-b", "get", "resourceclaim", &intruder_claim, "--ignore-not-found", "-o", "name"])?
+            .trim()
+            .is_empty()
+            .then_some(()))
+    })?;
 
     // Health: the PF goes down, the VF turns Unhealthy in the slices and in kubelet's pod status;
     // back up, Healthy.
@@ -276,6 +284,12 @@ fn dra_claims_get_governed_vfs_through_the_real_scheduler_and_kubelet() -> Resul
     wait_for("kubelet's health of dra-web's VF Healthy again", Duration::from_secs(120), || {
         Ok((kubelet_health("dra-web")?.as_deref() == Some("Healthy")).then_some(()))
     })?;
+    wait_for("dra-physnet1's device healthy again in its slice", Duration::from_secs(60), || {
+        Ok(dra_devices("dra-physnet1")?
+            .first()
+            .is_some_and(|d| d["attributes"]["healthy"]["bool"] == true)
+            .then_some(()))
+    })?;
     say("PF down: dra-web's VF Unhealthy in its slice and in the pod status; PF up: Healthy");
 
     // Restarts: the daemon restarts with the CDI directory wiped (as by a reboot) and rebuilds
@@ -288,6 +302,10 @@ fn dra_claims_get_governed_vfs_through_the_real_scheduler_and_kubelet() -> Resul
     wait_for("dra-web's CDI spec rewritten", Duration::from_secs(60), || Ok(cdi_spec(&uid).exists().then_some(())))?;
     restart_kubelet()?;
     ensure!(pod("tenant-a", "dra-web")?["status"]["phase"] == "Running", "dra-web stopped across the restarts");
+    // kubelet wipes its node's ResourceSlices when it starts; the driver publishes them again.
+    for pool in DRA_POOLS {
+        wait_devices(pool, 1)?;
+    }
     apply_objects(&[dra_pod("dra-web2")?])?;
     let web2_claim = check_running("dra-web2", 1, "vf/physnet2")?;
     say("after the daemon restart (CDI wiped) and the kubelet restart: dra-web kept its VF, dra-web2 started");

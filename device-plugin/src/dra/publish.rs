@@ -11,15 +11,23 @@
 //! The generation starts above the highest one found on the API server, so it only grows across
 //! daemon restarts. The slices belong to the Node (owner reference): deleting the Node deletes
 //! them. A failed write is retried every [`RETRY`] until it lands.
+//!
+//! The publisher watches its slices too: kubelet deletes every ResourceSlice of its node when it
+//! starts (the plugins are to publish again), and an admin may delete or edit one. A slice of ours
+//! deleted, or carrying a generation we did not write, makes the publisher list and publish the
+//! whole node again (seen on the real node: after a kubelet restart the pools were gone and no
+//! claim could be allocated until they were published again).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::resource::v1::ResourceSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -63,11 +71,42 @@ struct Published {
     listed: bool,
 }
 
+impl Published {
+    /// Forgets what the API server holds: the next pass lists and publishes everything.
+    fn invalidate(&mut self) {
+        self.slices.clear();
+        self.listed = false;
+    }
+
+    /// Whether a watch event says our slices are not as we left them.
+    fn disturbed(&self, event: &watcher::Event<ResourceSlice>) -> Option<String> {
+        match event {
+            watcher::Event::Delete(s) if self.names.contains(&s.name_any()) => {
+                Some(format!("ResourceSlice {} was deleted", s.name_any()))
+            }
+            watcher::Event::Apply(s) => {
+                let ours = self.generations.get(&s.spec.pool.name)?;
+                (self.slices.contains_key(&s.spec.pool.name) && s.spec.pool.generation != *ours).then(|| {
+                    format!(
+                        "ResourceSlice {} carries generation {}, not ours ({ours})",
+                        s.name_any(),
+                        s.spec.pool.generation
+                    )
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Publishes `view`'s pools until `stop`.
 pub async fn run(client: Client, node: String, mut view: watch::Receiver<Arc<DraView>>, stop: CancellationToken) {
     let api: Api<ResourceSlice> = Api::all(client.clone());
     let mut published = Published::default();
     let mut owner_ref = None;
+    let mut events = watcher::watcher(api.clone(), watcher::Config::default().labels(&node_selector(&node)))
+        .default_backoff()
+        .boxed();
     loop {
         if owner_ref.is_none() {
             owner_ref = owner(&client, &node).await;
@@ -84,6 +123,14 @@ pub async fn run(client: Client, node: String, mut view: watch::Receiver<Arc<Dra
             () = stop.cancelled() => break,
             changed = view.changed() => if changed.is_err() { break },
             () = tokio::time::sleep(RETRY), if !ok || owner_ref.is_none() => {}
+            event = events.next() => match event {
+                Some(Ok(e)) => if let Some(why) = published.disturbed(&e) {
+                    tracing::warn!(reason = %why, "publishing this node's ResourceSlices again");
+                    published.invalidate();
+                },
+                Some(Err(e)) => tracing::debug!(error = %e, "ResourceSlice watch"),
+                None => break,
+            },
         }
     }
 }
