@@ -84,11 +84,13 @@ impl Published {
             watcher::Event::Delete(s) if self.names.contains(&s.name_any()) => {
                 Some(format!("ResourceSlice {} was deleted", s.name_any()))
             }
+            // Our own writes come back as events too, some after a newer write of ours: only a
+            // generation above the newest we wrote is someone else's.
             watcher::Event::Apply(s) => {
                 let ours = self.generations.get(&s.spec.pool.name)?;
-                (self.slices.contains_key(&s.spec.pool.name) && s.spec.pool.generation != *ours).then(|| {
+                (s.spec.pool.generation > *ours).then(|| {
                     format!(
-                        "ResourceSlice {} carries generation {}, not ours ({ours})",
+                        "ResourceSlice {} carries generation {}, above ours ({ours})",
                         s.name_any(),
                         s.spec.pool.generation
                     )

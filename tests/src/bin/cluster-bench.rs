@@ -23,7 +23,7 @@
 //!
 //! Statistics: the median is the middle sample (the mean of the two middle ones for an even
 //! count); p95 is the nearest-rank percentile, the `ceil(0.95 n)`-th smallest sample, which
-//! for 12 samples is the largest.
+//! for 10 samples is the largest.
 //!
 //! Environment: the real-cluster suite's (`VFNET_KUBECTL`, `KUBECONFIG`, `VFNET_NODE_NAME`,
 //! `VFNET_SANDBOX_IMAGE`, `VFNET_INSTALL_OVERLAY`), plus `VFNET_SRIOVDP` and `VFNET_SRIOV_CNI`
@@ -50,7 +50,7 @@ use vfnet_e2e::netns::NamedNetns;
 use vfnet_e2e::{igb_pf, say};
 
 /// Pods per stack.
-const ROUNDS: usize = 12;
+const ROUNDS: usize = 10;
 /// Direct ADD/DEL pairs per plugin.
 const CNI_ROUNDS: usize = 21;
 const NS: &str = "bench";
