@@ -160,6 +160,24 @@ pub fn environ(pid: u32) -> Result<Vec<String>> {
     Ok(raw.split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
 }
 
+/// Restarts the vfnet daemon (its pods deleted) and waits for a new one to be ready.
+pub fn restart_daemon() -> Result<()> {
+    let old: Vec<String> =
+        daemon_pods()?.iter().filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned)).collect();
+    for name in &old {
+        kubectl(&["-n", "vfnet-system", "delete", "pod", name, "--wait=true"])?;
+    }
+    wait_for("a new vfnet daemon pod ready", Duration::from_secs(180), || {
+        Ok(daemon_pods()?
+            .iter()
+            .any(|p| {
+                !old.iter().any(|o| p["metadata"]["name"] == o.as_str())
+                    && p["status"]["containerStatuses"][0]["ready"] == true
+            })
+            .then_some(()))
+    })
+}
+
 /// The node's CNI configuration swapped for one whose only network is vfnet, restored on drop:
 /// containerd then runs vfnet itself (it reloads its configuration directory when it changes).
 #[derive(Debug)]

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sriov::PciAddress;
 use sriov::netlink::{LinkOps, Netlink};
 use sriov::sysfs::Pf;
-use vfnet_e2e::cluster::{DirectCni, daemon_pods, get_json, kubectl, wait_for};
+use vfnet_e2e::cluster::{DirectCni, get_json, kubectl, restart_daemon, wait_for};
 use vfnet_e2e::examples::*;
 use vfnet_e2e::{igb_pf, pf_index, say, sysfs};
 
@@ -132,23 +132,6 @@ fn kubelet_health(name: &str) -> Result<Option<String>> {
         .and_then(|all| all.iter().find(|s| s["name"].as_str().is_some_and(|n| n.starts_with("claim:"))))
         .and_then(|s| s["resources"][0]["health"].as_str())
         .map(str::to_owned))
-}
-
-fn restart_daemon() -> Result<()> {
-    let old: Vec<String> =
-        daemon_pods()?.iter().filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned)).collect();
-    for name in &old {
-        kubectl(&["-n", "vfnet-system", "delete", "pod", name, "--wait=true"])?;
-    }
-    wait_for("a new vfnet daemon pod ready", Duration::from_secs(180), || {
-        Ok(daemon_pods()?
-            .iter()
-            .any(|p| {
-                !old.iter().any(|o| p["metadata"]["name"] == o.as_str())
-                    && p["status"]["containerStatuses"][0]["ready"] == true
-            })
-            .then_some(()))
-    })
 }
 
 fn restart_kubelet() -> Result<()> {

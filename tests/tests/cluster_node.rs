@@ -11,7 +11,7 @@ use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use sriov::PciAddress;
 use vfnet_e2e::cluster::{
-    DirectCni, daemon_pods, ensure_installed, get_json, kubectl, kubectl_output, node_name, node_resource, wait_for,
+    DirectCni, ensure_installed, get_json, kubectl, kubectl_output, node_name, node_resource, restart_daemon, wait_for,
 };
 use vfnet_e2e::examples::*;
 use vfnet_e2e::{igb_pf, say};
@@ -225,20 +225,7 @@ fn d_lifecycle_kubelet_and_daemon_restarts_and_pool_changes() -> Result<()> {
     ensure!(env_value(&env, "PCIDEVICE_VFNET_DEV_SRIOV_NET") == Some(kept.as_str()), "keeper's VF changed");
 
     // The daemon restarts (its pod deleted): the next pod gets the other VF, not keeper's.
-    let old: Vec<String> =
-        daemon_pods()?.iter().filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned)).collect();
-    for name in &old {
-        kubectl(&["-n", "vfnet-system", "delete", "pod", name, "--wait=true"])?;
-    }
-    wait_for("a new vfnet daemon pod ready", Duration::from_secs(180), || {
-        Ok(daemon_pods()?
-            .iter()
-            .any(|p| {
-                !old.iter().any(|o| p["metadata"]["name"] == o.as_str())
-                    && p["status"]["containerStatuses"][0]["ready"] == true
-            })
-            .then_some(()))
-    })?;
+    restart_daemon()?;
     apply_objects(&[vf_pod("tenant-a", "second", "tenant-a-direct")?])?;
     let second = wait_running("tenant-a", "second")?;
     let (_, env) = container(&second)?;
