@@ -24,7 +24,7 @@ use crate::allocate::Paths;
 use crate::cluster::{self, ClusterSync, PoolReport, PoolStatus};
 use crate::config::{self, Config};
 use crate::dra::{self, DraView};
-use crate::inventory::{self, Overlap};
+use crate::inventory::{self, Overlap, PoolDevices};
 use crate::metrics::{self, Metrics};
 use crate::node::{self, NodeView};
 use crate::node_socket::{self, NodeSocketError};
@@ -559,6 +559,11 @@ impl Daemon {
             let keep = wanted.get(name.as_str()) == Some(&h.resource.as_str());
             if !keep {
                 tracing::info!(pool = %name, resource = %h.resource, "pool removed: stopping its server");
+                // An empty list first: kubelet's ListAndWatch gets it before the stream ends
+                // (`server::ListWatch`), so the Node's capacity drops at once.
+                h.state.send_modify(|s| {
+                    *s = Arc::new(PoolState { pool: Arc::clone(&s.pool), devices: PoolDevices::default() });
+                });
                 h.stop.cancel();
                 metrics.remove_pool(&h.resource);
             }
@@ -602,6 +607,7 @@ impl Daemon {
                         healthy = state.devices.healthy(),
                         "pool added"
                     );
+                    log_unhealthy(&pool.name, &state.devices);
                     let (tx, rx) = watch::channel(Arc::new(state));
                     let stop = self.stop.child_token();
                     let task = tokio::spawn(registration::run(
@@ -624,9 +630,13 @@ impl Daemon {
                     return false;
                 }
                 for (name, state) in &fresh.pools {
+                    if current.pools.get(name) == Some(state) {
+                        continue;
+                    }
                     let devices = state.devices.devices.len();
                     let healthy = state.devices.healthy();
                     tracing::info!(pool = %name, devices, healthy, "DRA pool devices");
+                    log_unhealthy(name, &state.devices);
                 }
                 *current = Arc::new(fresh);
                 true
@@ -654,6 +664,14 @@ impl Daemon {
         for t in tasks {
             let _ = t.await;
         }
+    }
+}
+
+/// Each unhealthy device with its reason, so an operator seeing allocatable below capacity
+/// learns why from the daemon's log (a PF left down, a VF on the wrong driver).
+fn log_unhealthy(pool: &str, devices: &PoolDevices) {
+    for d in devices.devices.iter().filter(|d| !d.health.is_healthy()) {
+        tracing::info!(%pool, device = %d.pci, health = %d.health, "device not usable");
     }
 }
 

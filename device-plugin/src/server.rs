@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::{Stream, StreamExt};
+use futures_util::{Stream, stream};
 use kubelet_api::deviceplugin::v1beta1::device_plugin_server::DevicePlugin;
 use kubelet_api::deviceplugin::v1beta1::{
     AllocateRequest, AllocateResponse, ContainerPreferredAllocationResponse, Device as KubeletDevice,
@@ -11,7 +11,6 @@ use kubelet_api::deviceplugin::v1beta1::{
     PreferredAllocationRequest, PreferredAllocationResponse, TopologyInfo,
 };
 use tokio::sync::watch;
-use tokio_stream::wrappers::WatchStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -78,6 +77,40 @@ impl PluginService {
 
 type ListStream = Pin<Box<dyn Stream<Item = Result<ListAndWatchResponse, Status>> + Send + 'static>>;
 
+/// One kubelet's ListAndWatch: the current list first, then one message per change.
+///
+/// The stream ends when the server stops or the pool's sender is gone, but only after kubelet has
+/// the state of that moment. That matters when a pool is withdrawn: the daemon empties its list
+/// first, so kubelet drops the devices from the Node's capacity at once. A stream that just ended
+/// would leave them there as unhealthy for kubelet's endpoint grace period (5 minutes), as the
+/// real kubelet showed. A restart (nothing changed) ends with no extra message.
+struct ListWatch {
+    state: watch::Receiver<Arc<PoolState>>,
+    stop: CancellationToken,
+    sent: Option<Arc<PoolState>>,
+    ending: bool,
+}
+
+impl ListWatch {
+    async fn next(mut self) -> Option<(Result<ListAndWatchResponse, Status>, Self)> {
+        loop {
+            let current = Arc::clone(&self.state.borrow_and_update());
+            if self.sent.as_deref() != Some(&*current) {
+                let message = current.list_response();
+                self.sent = Some(current);
+                return Some((Ok(message), self));
+            }
+            if self.ending {
+                return None;
+            }
+            tokio::select! {
+                changed = self.state.changed() => self.ending = changed.is_err(),
+                () = self.stop.cancelled() => self.ending = true,
+            }
+        }
+    }
+}
+
 fn status(e: &AllocateError) -> Status {
     match e {
         AllocateError::Unknown { .. } => Status::invalid_argument(e.to_string()),
@@ -97,12 +130,8 @@ impl DevicePlugin for PluginService {
     async fn list_and_watch(&self, _: Request<Empty>) -> Result<Response<ListStream>, Status> {
         let resource = self.current().pool.resource.clone();
         tracing::debug!(%resource, "kubelet opened ListAndWatch");
-        // The current list first, then one message per change; the stream ends when the pool is
-        // removed (the sender is dropped) or its server stops.
-        let stream = WatchStream::new(self.state.clone())
-            .map(|state| Ok(state.list_response()))
-            .take_until(self.stop.clone().cancelled_owned());
-        Ok(Response::new(Box::pin(stream)))
+        let watch = ListWatch { state: self.state.clone(), stop: self.stop.clone(), sent: None, ending: false };
+        Ok(Response::new(Box::pin(stream::unfold(watch, ListWatch::next))))
     }
 
     async fn get_preferred_allocation(
@@ -157,5 +186,54 @@ impl DevicePlugin for PluginService {
         _: Request<PreStartContainerRequest>,
     ) -> Result<Response<PreStartContainerResponse>, Status> {
         Ok(Response::new(PreStartContainerResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{inventory, node, pools};
+    use futures_util::StreamExt;
+    use sriov::fixture::{FixtureBuilder, PfSpec};
+    use std::path::Path;
+
+    fn state() -> PoolState {
+        let f =
+            FixtureBuilder::new().pf(PfSpec::igb("0000:01:00.0".parse().unwrap(), "eth0").vfs(7, 3)).build().unwrap();
+        let pools = pools::parse(
+            "- metadata: {name: a}\n  spec: {resourceName: a, selector: {pfNames: ['eth0#0-2']}}\n",
+            Path::new("p"),
+            "vfnet.dev",
+        )
+        .unwrap();
+        let inv = inventory::build(&pools, &node::scan(&f.sysfs(), false).unwrap());
+        PoolState { pool: Arc::clone(&pools[0]), devices: inv.pools[0].clone() }
+    }
+
+    async fn lists(tx: &watch::Sender<Arc<PoolState>>, stop: &CancellationToken, withdraw: bool) -> Vec<usize> {
+        let watch = ListWatch { state: tx.subscribe(), stop: stop.clone(), sent: None, ending: false };
+        let mut stream = Box::pin(stream::unfold(watch, ListWatch::next));
+        let mut lens = vec![stream.next().await.unwrap().unwrap().devices.len()];
+        if withdraw {
+            // As the daemon withdraws a pool: the list emptied, then the server stopped at once.
+            tx.send_modify(|s| *s = Arc::new(PoolState { pool: Arc::clone(&s.pool), devices: Default::default() }));
+        }
+        stop.cancel();
+        while let Some(m) = stream.next().await {
+            lens.push(m.unwrap().devices.len());
+        }
+        lens
+    }
+
+    #[tokio::test]
+    async fn a_withdrawn_pool_ends_its_stream_with_an_empty_list() {
+        let (tx, _) = watch::channel(Arc::new(state()));
+        assert_eq!(lists(&tx, &CancellationToken::new(), true).await, [3, 0]);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_server_ends_its_stream_with_nothing_more() {
+        let (tx, _) = watch::channel(Arc::new(state()));
+        assert_eq!(lists(&tx, &CancellationToken::new(), false).await, [3]);
     }
 }

@@ -309,6 +309,12 @@ async fn pools_follow_the_node_labels_with_events_per_node() {
     let regs = kubelet.wait_for_registrations(2, WAIT).await.expect("zone-b registers");
     assert_eq!(regs[1].resource_name, "vfnet.dev/zone_b");
     eventually("tenant withdrawn (its socket removed)", || !n.socket("tenant").exists()).await;
+    // kubelet's stream gets an empty list before it ends, so the Node's capacity drops at once
+    // instead of keeping the devices as unhealthy for kubelet's 5-minute grace period.
+    let last = tokio::time::timeout(WAIT, stream.message()).await.expect("a last message").unwrap();
+    assert_eq!(last.map(|m| m.devices.len()), Some(0), "the withdrawn pool's last list is empty");
+    let end = tokio::time::timeout(WAIT, stream.message()).await.expect("the stream ends");
+    assert!(matches!(end, Ok(None)), "the withdrawn pool's stream ends: {end:?}");
     eventually("PoolWithdrawn for tenant", || !events(&api, "PoolWithdrawn", "tenant").is_empty()).await;
     eventually("PoolAdvertised for zone-b", || !events(&api, "PoolAdvertised", "zone-b").is_empty()).await;
     let e = &events(&api, "PoolWithdrawn", "tenant")[0];

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use crate::node_files::NodeFiles;
 use crate::say;
 
 /// A variable the harness sets; its absence means the test runs outside the cluster run.
@@ -182,7 +183,7 @@ pub fn restart_daemon() -> Result<()> {
 /// containerd then runs vfnet itself (it reloads its configuration directory when it changes).
 #[derive(Debug)]
 pub struct DirectCni {
-    saved: PathBuf,
+    _files: NodeFiles,
 }
 
 const MULTUS_CONF: &str = "/etc/cni/net.d/00-multus.conf";
@@ -191,18 +192,8 @@ const DIRECT_CONF: &str = "/etc/cni/net.d/00-vfnet.conflist";
 impl DirectCni {
     /// Replaces Multus's configuration with `conflist`.
     pub fn install(conflist: &Value) -> Result<Self> {
-        // Kept outside the directory containerd watches.
-        let saved = std::env::temp_dir().join("00-multus.conf.saved");
-        std::fs::copy(MULTUS_CONF, &saved).context("cannot keep Multus's configuration")?;
-        std::fs::remove_file(MULTUS_CONF)?;
-        std::fs::write(DIRECT_CONF, serde_json::to_vec_pretty(conflist)?)?;
-        Ok(Self { saved })
-    }
-}
-
-impl Drop for DirectCni {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(DIRECT_CONF);
-        let _ = std::fs::copy(&self.saved, MULTUS_CONF);
+        let mut files = NodeFiles::new();
+        files.set(MULTUS_CONF, None)?.set(DIRECT_CONF, Some(&serde_json::to_vec_pretty(conflist)?))?;
+        Ok(Self { _files: files })
     }
 }

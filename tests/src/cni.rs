@@ -24,23 +24,14 @@ pub fn bin_dir() -> PathBuf {
 }
 
 /// Writes the CNI plugin's node configuration at its fixed path, root's alone, as the DaemonSet's
-/// `vfnet install --node-config` would. In the VM only (`VFNET_VM=1`): the guest's /etc is an
-/// overlay whose writes stay in the guest; on the host this would change the machine's own.
+/// `vfnet install --node-config` would. In the VM only (see [`crate::node_files`]).
 pub fn install_node_config(config: &Value) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    anyhow::ensure!(
-        std::env::var("VFNET_VM").as_deref() == Ok("1"),
-        "refusing to write {} outside the VM",
-        vfnet_types::layout::NODE_CONFIG
-    );
     let path = Path::new(vfnet_types::layout::NODE_CONFIG);
     let dir = path.parent().context("the node configuration has a directory")?;
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
-    let tmp = dir.join(".node.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(config)?)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    crate::node_files::write_atomic(path, &serde_json::to_vec_pretty(config)?)
 }
 
 /// What a plugin run produced.

@@ -73,3 +73,4 @@ pub mod cluster;
 pub mod cni;
 pub mod examples;
 pub mod netns;
+pub mod node_files;

@@ -245,6 +245,18 @@ fn d_lifecycle_kubelet_and_daemon_restarts_and_pool_changes() -> Result<()> {
     wait_for(&format!("Node capacity {NET} = {NET_VFS}"), Duration::from_secs(120), || {
         Ok((node_resource("capacity", NET)? == Some(NET_VFS)).then_some(()))
     })?;
+
+    // A VfPool deleted: the daemon sends kubelet an empty list before closing the pool's stream,
+    // so capacity drops at once. A stream that just closed would leave the devices in capacity,
+    // unhealthy, for kubelet's 5-minute endpoint grace period.
+    kubectl(&["delete", "vfpool", "sriov-net", "--wait=true"])?;
+    wait_for(&format!("Node capacity {NET} = 0 after the VfPool's deletion"), Duration::from_secs(90), || {
+        Ok((node_resource("capacity", NET)?.unwrap_or(0) == 0).then_some(()))
+    })?;
+    apply_objects(&pools(&pf_name(&pf)?)?)?;
+    wait_for(&format!("Node allocatable {NET} = {NET_VFS} again"), Duration::from_secs(120), || {
+        Ok((node_resource("allocatable", NET)? == Some(NET_VFS)).then_some(()))
+    })?;
     Ok(())
 }
 

@@ -9,10 +9,10 @@ use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use sriov::netlink::{LinkOps, Netlink, VfSetting, VlanProto};
 use sriov::netns::Netns;
-use sriov::sysfs::{Pf, Vf};
+use sriov::sysfs::Pf;
 use vfnet_e2e::cni::{Invocation, VfSnapshot, snapshot, wait_for_host_netdev};
 use vfnet_e2e::netns::NamedNetns;
-use vfnet_e2e::{igb_pf_with_vfs, say};
+use vfnet_e2e::{igb_pf_with_vfs, rebind, say};
 
 /// A test's private directories and config builder.
 struct Scratch {
@@ -90,18 +90,6 @@ fn with_prev(mut conf: Value, prev: &Value) -> Value {
 
 fn del(id: &str, ns: Option<&Path>, conf: &Value) -> Result<()> {
     Invocation::vfnet("DEL", id, ns, "net1").run(conf)?.ok()?;
-    Ok(())
-}
-
-/// Binds a VF to `driver` through driver_override (igbvf back with an empty override).
-fn bind(vf: &Vf, driver: &str) -> Result<()> {
-    let dev = PathBuf::from("/sys/bus/pci/devices").join(vf.pci.to_string());
-    std::fs::write(dev.join("driver_override"), if driver == "igbvf" { "\n" } else { driver })?;
-    if dev.join("driver").exists() {
-        std::fs::write(dev.join("driver/unbind"), vf.pci.to_string())?;
-    }
-    std::fs::write(format!("/sys/bus/pci/drivers/{driver}/bind"), vf.pci.to_string())
-        .with_context(|| format!("bind {} to {driver}", vf.pci))?;
     Ok(())
 }
 
@@ -210,7 +198,7 @@ fn userspace_vf_on_vfio_pci() -> Result<()> {
     let pf = igb_pf_with_vfs(4)?;
     let pfn = pf_name(&pf)?;
     let vf = pf.vfs[3].clone();
-    bind(&vf, "vfio-pci")?;
+    rebind(&vf.pci, Some("vfio-pci"))?;
     let group = vfnet_e2e::sysfs().vf(&vf.pci)?.iommu_group.context("no IOMMU group")?;
     ensure!(Path::new(&format!("/dev/vfio/{group}")).exists(), "/dev/vfio/{group} missing");
     let s = Scratch::new("userspace")?;
@@ -239,7 +227,7 @@ fn userspace_vf_on_vfio_pci() -> Result<()> {
         ensure!(snapshot(&pfn, vf.index, &vf.pci)?.pf_side.vlan == 0, "vlan not restored");
         Ok(())
     })();
-    bind(&vf, "igbvf")?;
+    rebind(&vf.pci, None)?;
     wait_for_host_netdev(&vf.pci, Duration::from_secs(30))?;
     result
 }

@@ -45,8 +45,9 @@ use vfnet_e2e::cluster::{
     apply, container_pid, ensure_installed, environ, get_json, kubectl, kubectl_output, kubectl_stdin, node_name,
     node_resource, wait_for,
 };
-use vfnet_e2e::cni::{Invocation, VfSnapshot, install_node_config, snapshot};
+use vfnet_e2e::cni::{Invocation, VfSnapshot, snapshot};
 use vfnet_e2e::netns::NamedNetns;
+use vfnet_e2e::node_files::NodeFiles;
 use vfnet_e2e::{igb_pf, say};
 
 /// Pods per stack.
@@ -662,50 +663,6 @@ fn delete_bench_objects() -> Result<()> {
     Ok(())
 }
 
-/// The node configuration replaced for the direct invocations, put back when dropped: the
-/// DaemonSet's requires device records, which no kubelet allocation wrote for these calls.
-struct NodeConfigSwap {
-    /// The file as it was (`None`: there was none).
-    original: Option<Vec<u8>>,
-    restored: bool,
-}
-
-impl NodeConfigSwap {
-    fn install(config: &Value) -> Result<Self> {
-        let path = vfnet_types::layout::NODE_CONFIG;
-        let original = match fs::read(path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("cannot read {path}")),
-        };
-        install_node_config(config)?;
-        Ok(Self { original, restored: false })
-    }
-
-    fn restore(&mut self) -> Result<()> {
-        self.restored = true;
-        let path = Path::new(vfnet_types::layout::NODE_CONFIG);
-        match &self.original {
-            Some(bytes) => {
-                let tmp = path.with_file_name(".node.json.restore");
-                fs::write(&tmp, bytes)?;
-                fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644))?;
-                fs::rename(&tmp, path).with_context(|| format!("cannot restore {}", path.display()))?;
-            }
-            None => fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?,
-        }
-        Ok(())
-    }
-}
-
-impl Drop for NodeConfigSwap {
-    fn drop(&mut self) {
-        if !self.restored {
-            let _ = self.restore();
-        }
-    }
-}
-
 /// Part 3: vfnet and sriov-cni run by hand on VF 0, ADD then DEL, VLAN 100, no IPAM.
 fn direct_cni(node: &Node, scratch: &Path) -> Result<CniFigures> {
     let vf = node.pf.vfs.iter().find(|v| v.index == 0).context("the PF has no VF 0")?.pci;
@@ -723,8 +680,12 @@ fn direct_cni(node: &Node, scratch: &Path) -> Result<CniFigures> {
     fs::create_dir_all(scratch.join("profiles"))?;
     // Journals, records and locks in scratch directories (not the daemon's), no records required:
     // as cni-bench does in the plain VM.
-    let mut swap = NodeConfigSwap::install(&json!({"stateDir": scratch.join("state"), "runDir": scratch.join("run"),
-        "profileDir": scratch.join("profiles")}))?;
+    // The DaemonSet's node configuration requires device records, which no kubelet allocation
+    // wrote for these calls; it is put back after the rounds.
+    let config = json!({"stateDir": scratch.join("state"), "runDir": scratch.join("run"),
+        "profileDir": scratch.join("profiles")});
+    let mut swap = NodeFiles::new();
+    swap.set(vfnet_types::layout::NODE_CONFIG, Some(&serde_json::to_vec_pretty(&config)?))?;
     let figures = direct_rounds(node, &vf, &vfnet, &sriov);
     swap.restore().context("restoring the node configuration")?;
     figures
