@@ -118,10 +118,26 @@ impl DaemonHandle {
         self.task.is_finished()
     }
 
-    /// Stops serving every pool, removes the sockets, and waits for all of it.
+    /// Resolves only if the daemon's task ends by itself, which only a bug does (it runs until
+    /// [`DaemonHandle::shutdown`]), saying how it ended. The binary exits then, so kubelet's
+    /// restart policy brings a whole daemon back instead of a process serving nothing.
+    /// [`DaemonHandle::shutdown`] must not be called after this resolved.
+    pub async fn ended(&mut self) -> String {
+        match (&mut self.task).await {
+            Ok(()) => "the daemon's task stopped by itself".to_owned(),
+            Err(e) => format!("the daemon's task failed: {e}"),
+        }
+    }
+
+    /// Stops serving every pool, removes the sockets, and waits for all of it. A panic of the
+    /// daemon's task is raised again here, so neither a test nor the binary passes over it.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        let _ = self.task.await;
+        if let Err(e) = self.task.await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
     }
 }
 

@@ -169,7 +169,7 @@ async fn run(args: &Args) -> Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let config = args.config().await?;
-    let daemon = vfnet_device_plugin::start(config).await?;
+    let mut daemon = vfnet_device_plugin::start(config).await?;
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -178,6 +178,7 @@ async fn run(args: &Args) -> Result<()> {
                 tracing::info!("SIGHUP: reloading the pools");
                 daemon.reload();
             }
+            why = daemon.ended() => anyhow::bail!("{why}"),
         }
     }
     tracing::info!("shutting down");
