@@ -577,9 +577,7 @@ impl Daemon {
                 tracing::info!(pool = %name, resource = %h.resource, "pool removed: stopping its server");
                 // An empty list first: kubelet's ListAndWatch gets it before the stream ends
                 // (`server::ListWatch`), so the Node's capacity drops at once.
-                h.state.send_modify(|s| {
-                    *s = Arc::new(PoolState { pool: Arc::clone(&s.pool), devices: PoolDevices::default() });
-                });
+                h.state.send_modify(|s| *s = Arc::new(s.emptied()));
                 h.stop.cancel();
                 metrics.remove_pool(&h.resource);
             }

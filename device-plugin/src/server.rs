@@ -30,6 +30,11 @@ pub struct PoolState {
 }
 
 impl PoolState {
+    /// The same pool with no devices: what a withdrawn pool's ListAndWatch sends last.
+    pub fn emptied(&self) -> Self {
+        Self { pool: Arc::clone(&self.pool), devices: PoolDevices::default() }
+    }
+
     /// The ListAndWatch message: every device with its health and NUMA node.
     pub fn list_response(&self) -> ListAndWatchResponse {
         ListAndWatchResponse {
@@ -216,7 +221,7 @@ mod tests {
         let mut lens = vec![stream.next().await.unwrap().unwrap().devices.len()];
         if withdraw {
             // As the daemon withdraws a pool: the list emptied, then the server stopped at once.
-            tx.send_modify(|s| *s = Arc::new(PoolState { pool: Arc::clone(&s.pool), devices: Default::default() }));
+            tx.send_modify(|s| *s = Arc::new(s.emptied()));
         }
         stop.cancel();
         while let Some(m) = stream.next().await {

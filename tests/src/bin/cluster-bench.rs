@@ -678,10 +678,9 @@ fn direct_cni(node: &Node, scratch: &Path) -> Result<CniFigures> {
         ensure!(p.is_file(), "{} is missing", p.display());
     }
     fs::create_dir_all(scratch.join("profiles"))?;
-    // Journals, records and locks in scratch directories (not the daemon's), no records required:
-    // as cni-bench does in the plain VM.
     // The DaemonSet's node configuration requires device records, which no kubelet allocation
-    // wrote for these calls; it is put back after the rounds.
+    // wrote for these calls. For the rounds, journals, records and locks go to scratch directories
+    // with no records required, as cni-bench does in the plain VM; the file is put back after.
     let config = json!({"stateDir": scratch.join("state"), "runDir": scratch.join("run"),
         "profileDir": scratch.join("profiles")});
     let mut swap = NodeFiles::new();
