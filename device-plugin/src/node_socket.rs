@@ -21,13 +21,14 @@
 //!   CNI plugin gives the exchange 3 s; the daemon answers well within that.
 
 use std::future::Future;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::{Api, DynamicObject};
 use kube::runtime::reflector::Store;
+use kubelet_api::uds::{FileId, file_id};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
@@ -143,12 +144,8 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 pub(crate) struct NodeSocket {
     listener: UnixListener,
     path: PathBuf,
-    /// The socket file's device and inode: removed at shutdown only if still this one.
-    id: Option<(u64, u64)>,
-}
-
-fn file_id(path: &Path) -> Option<(u64, u64)> {
-    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    /// The socket file's identity: removed at shutdown only if still this one.
+    id: Option<FileId>,
 }
 
 /// Binds `<run_dir>/daemon.sock` with mode 0600, replacing a stale one.

@@ -5,7 +5,6 @@
 //! Both files are checked every [`WATCH_PERIOD`], so re-registration follows a kubelet restart
 //! within a fraction of a second once kubelet answers again.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +13,7 @@ use kubelet_api::deviceplugin::v1beta1::device_plugin_server::DevicePluginServer
 use kubelet_api::deviceplugin::v1beta1::registration_client::RegistrationClient;
 use kubelet_api::deviceplugin::v1beta1::{DevicePluginOptions, RegisterRequest};
 use kubelet_api::deviceplugin::{KUBELET_SOCKET, VERSION};
-use kubelet_api::uds;
+use kubelet_api::uds::{self, FileId, file_id};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
@@ -27,11 +26,6 @@ pub const WATCH_PERIOD: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest a single Register call may take.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Identity of a file: a recreated file differs even if its inode number is reused.
-fn identity(path: &Path) -> Option<(u64, u64, i64, i64)> {
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino(), m.ctime(), m.ctime_nsec()))
-}
 
 /// Serves and registers the pool whose state `state` carries, in `device_plugin_dir`, until
 /// `stop`; then stops serving and removes the socket.
@@ -58,7 +52,7 @@ pub async fn run(
                 }
             }
         };
-        let mine = identity(&socket);
+        let mine = file_id(&socket);
         let server_stop = stop.child_token();
         let service = PluginService::new(state.clone(), Arc::clone(&shared), server_stop.clone());
         let serving = Server::builder()
@@ -75,11 +69,11 @@ pub async fn run(
                     () = tokio::time::sleep(WATCH_PERIOD) => {}
                     () = stop.cancelled() => break,
                 }
-                if identity(&socket) != mine {
+                if file_id(&socket) != mine {
                     tracing::warn!(%resource, "the pool's socket was removed (kubelet restarted): serving again");
                     break;
                 }
-                if identity(&kubelet) != kubelet_id {
+                if file_id(&kubelet) != kubelet_id {
                     tracing::warn!(%resource, "kubelet.sock was recreated (kubelet restarted): registering again");
                     break;
                 }
@@ -93,7 +87,7 @@ pub async fn run(
             Ok(Err(e)) => tracing::warn!(%resource, error = %e, "the pool's server task failed"),
             Err(_) => abort.abort(),
         }
-        if stop.is_cancelled() && identity(&socket) == mine {
+        if stop.is_cancelled() && file_id(&socket) == mine {
             let _ = std::fs::remove_file(&socket);
         }
     }
@@ -105,18 +99,18 @@ pub async fn run(
 async fn register_until_done(
     kubelet: &Path,
     socket: &Path,
-    mine: Option<(u64, u64, i64, i64)>,
+    mine: Option<FileId>,
     endpoint: &str,
     resource: &str,
     stop: &CancellationToken,
-) -> Option<Option<(u64, u64, i64, i64)>> {
+) -> Option<Option<FileId>> {
     let mut backoff = WATCH_PERIOD;
     let mut attempts = 0u32;
     loop {
-        if stop.is_cancelled() || identity(socket) != mine {
+        if stop.is_cancelled() || file_id(socket) != mine {
             return None;
         }
-        let kubelet_id = identity(kubelet);
+        let kubelet_id = file_id(kubelet);
         match tokio::time::timeout(REGISTER_TIMEOUT, register(kubelet, endpoint, resource)).await {
             Ok(Ok(())) => return Some(kubelet_id),
             Ok(Err(e)) if attempts == 0 => tracing::warn!(%resource, error = %e, "registration failed; retrying"),

@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use hyper_util::rt::TokioIo;
@@ -64,4 +64,43 @@ pub fn bind_private(path: &Path) -> Result<UnixListenerStream, UdsError> {
         return Err(err(e));
     }
     Ok(UnixListenerStream::new(listener))
+}
+
+/// Which file a path names: device, inode and change time, so a socket removed and served anew
+/// differs even when the new file gets the freed inode number back (ext4 hands it out again at
+/// once), unless both fall in one tick of the kernel's coarse clock. The path itself is looked
+/// at, not a symlink's target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+    ctime: (i64, i64),
+}
+
+/// The identity of the file at `path`, or `None` if there is none.
+pub fn file_id(path: &Path) -> Option<FileId> {
+    fs::symlink_metadata(path).ok().map(|m| FileId { dev: m.dev(), ino: m.ino(), ctime: (m.ctime(), m.ctime_nsec()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_socket_served_anew_is_another_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.sock");
+        assert_eq!(file_id(&path), None, "no file");
+        let first = bind_private(&path).unwrap();
+        let id = file_id(&path).expect("the socket");
+        assert_eq!(file_id(&path), Some(id), "the same file");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        drop(first);
+        fs::remove_file(&path).unwrap();
+        // The change time ticks with the kernel's coarse clock (a few ms); real re-serves are
+        // further apart than that.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let _second = bind_private(&path).unwrap();
+        assert_ne!(file_id(&path), Some(id), "served anew");
+    }
 }

@@ -256,12 +256,6 @@ async fn accept_through_shim(
     Ok(())
 }
 
-/// Identity of a file (a recreated socket differs).
-fn identity(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
 /// Serves the plugin's two sockets until `stop`, serving them again whenever one vanishes; removes
 /// them at the end.
 pub async fn run(driver: Arc<Driver>, sockets: Sockets, stop: CancellationToken) {
@@ -286,7 +280,7 @@ pub async fn run(driver: Arc<Driver>, sockets: Sockets, stop: CancellationToken)
                 }
             }
         };
-        let ids = (identity(&sockets.service), identity(&sockets.registration));
+        let ids = (uds::file_id(&sockets.service), uds::file_id(&sockets.registration));
         let round = stop.child_token();
         let svc = Service { driver: Arc::clone(&driver) };
         let service = Server::builder()
@@ -313,7 +307,7 @@ pub async fn run(driver: Arc<Driver>, sockets: Sockets, stop: CancellationToken)
                 () = tokio::time::sleep(WATCH_PERIOD) => {}
                 () = stop.cancelled() => break,
             }
-            if (identity(&sockets.service), identity(&sockets.registration)) != ids {
+            if (uds::file_id(&sockets.service), uds::file_id(&sockets.registration)) != ids {
                 tracing::warn!("a DRA plugin socket was removed: serving again");
                 break;
             }
@@ -324,7 +318,7 @@ pub async fn run(driver: Arc<Driver>, sockets: Sockets, stop: CancellationToken)
         }
         if stop.is_cancelled() {
             for (p, id) in [(&sockets.service, ids.0), (&sockets.registration, ids.1)] {
-                if identity(p) == id {
+                if uds::file_id(p) == id {
                     let _ = std::fs::remove_file(p);
                 }
             }
