@@ -63,13 +63,9 @@ pub fn kubectl_output(args: &[&str], stdin: Option<&str>) -> Result<std::process
     Ok(child.wait_with_output()?)
 }
 
-/// `kubectl get <args> -o json`, parsed.
+/// `kubectl get <args> -o json`, read in-process (`api.rs`); an object not there is an error.
 pub fn get_json(args: &[&str]) -> Result<Value> {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-o", "json"]);
-    let text = kubectl(&all)?;
-    serde_json::from_str(&text).with_context(|| format!("kubectl {} gave no JSON", all.join(" ")))
+    crate::api::get(args)?.with_context(|| format!("{} not found", args.join(" ")))
 }
 
 /// `kubectl apply -f -` of `yaml`.

@@ -140,7 +140,7 @@ pub fn dra_objects(pf: &str) -> Result<Vec<Value>> {
 /// failing) and the DRA example's pools (they would take the device-plugin pools' VFs).
 fn clean_slate() -> Result<()> {
     for ns in ["tenant-a", "tenant-b"] {
-        if kubectl(&["get", "namespace", ns]).is_ok() {
+        if crate::api::exists(&["namespace", ns])? {
             kubectl(&["-n", ns, "delete", "pods", "--all", "--wait=true", "--timeout=180s"])?;
         }
     }
@@ -251,20 +251,21 @@ pub fn wait_running(ns: &str, name: &str) -> Result<Value> {
     })
 }
 
-/// The pod's events, one line each (for failure messages and the 102 check).
+/// The pod's events, one line each, `<reason>  <message>` (for failure messages and the 102
+/// check); empty if they cannot be read.
 pub fn events(ns: &str, name: &str) -> String {
-    kubectl(&[
-        "-n",
-        ns,
-        "get",
-        "events",
-        "--field-selector",
-        &format!("involvedObject.name={name}"),
-        "-o",
-        "custom-columns=REASON:.reason,MESSAGE:.message",
-        "--no-headers",
-    ])
-    .unwrap_or_default()
+    let selector = format!("involvedObject.name={name}");
+    let Ok(Some(list)) = crate::api::get(&["-n", ns, "events", "--field-selector", &selector]) else {
+        return String::new();
+    };
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    items
+        .iter()
+        .map(|e| {
+            let message = e["message"].as_str().unwrap_or_default().replace('\n', " ");
+            format!("{}  {message}\n", e["reason"].as_str().unwrap_or_default())
+        })
+        .collect()
 }
 
 /// Deletes pods and waits until they are gone.

@@ -69,6 +69,7 @@ pub fn pf_index(nl: &Netlink, pf: &Pf) -> Result<u32> {
     Ok(nl.link_by_name(name)?.index)
 }
 
+pub mod api;
 pub mod cluster;
 pub mod cni;
 pub mod examples;

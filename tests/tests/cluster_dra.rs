@@ -101,10 +101,7 @@ fn delete_and_check_clean(name: &str, claim: &Value, index: u32) -> Result<()> {
     let claim_name = claim["metadata"]["name"].as_str().context("claim name")?;
     let uid = claim["metadata"]["uid"].as_str().context("claim uid")?;
     wait_for(&format!("claim {claim_name} deleted"), Duration::from_secs(120), || {
-        Ok(kubectl(&["-n", "tenant-a", "get", "resourceclaim", claim_name, "--ignore-not-found", "-o", "name"])?
-            .trim()
-            .is_empty()
-            .then_some(()))
+        Ok((!vfnet_e2e::api::exists(&["-n", "tenant-a", "resourceclaim", claim_name])?).then_some(()))
     })?;
     let pf = igb_pf()?;
     let vf = vf(&pf, index)?;
@@ -241,10 +238,7 @@ fn dra_claims_get_governed_vfs_through_the_real_scheduler_and_kubelet() -> Resul
         claim_of("tenant-b", "dra-intruder")?["metadata"]["name"].as_str().unwrap_or_default().to_owned();
     kubectl(&["-n", "tenant-b", "delete", "pod", "dra-intruder", "--wait=true", "--timeout=180s"])?;
     wait_for(&format!("the refused claim {intruder_claim} deleted"), Duration::from_secs(120), || {
-        Ok(kubectl(&["-n", "tenant-b", "get", "resourceclaim", &intruder_claim, "--ignore-not-found", "-o", "name"])?
-            .trim()
-            .is_empty()
-            .then_some(()))
+        Ok((!vfnet_e2e::api::exists(&["-n", "tenant-b", "resourceclaim", &intruder_claim])?).then_some(()))
     })?;
 
     // Health: the PF goes down, the VF turns Unhealthy in the slices and in kubelet's pod status;

@@ -389,10 +389,7 @@ fn pod_rounds(stack: &Stack, node: &Node, image: &str) -> Result<(Vec<Duration>,
             .with_context(|| format!("{}: VF {vf} after deleting pod {NS}/{name} (round {round})", stack.label))?;
         // The next round starts from an empty node.
         wait_for(&format!("pod {NS}/{name} gone"), Duration::from_secs(120), || {
-            Ok(kubectl(&["-n", NS, "get", "pod", &name, "--ignore-not-found", "-o", "name"])?
-                .trim()
-                .is_empty()
-                .then_some(()))
+            Ok((!vfnet_e2e::api::exists(&["-n", NS, "pod", &name])?).then_some(()))
         })?;
         say(format_args!(
             "{} round {round}: {name} on VF {vf}: create->Running {}, delete->VF clean {}",
