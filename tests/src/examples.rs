@@ -258,9 +258,10 @@ pub fn events(ns: &str, name: &str) -> String {
     let Ok(Some(list)) = crate::api::get(&["-n", ns, "events", "--field-selector", &selector]) else {
         return String::new();
     };
-    let items = list["items"].as_array().cloned().unwrap_or_default();
-    items
-        .iter()
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
         .map(|e| {
             let message = e["message"].as_str().unwrap_or_default().replace('\n', " ");
             format!("{}  {message}\n", e["reason"].as_str().unwrap_or_default())
